@@ -1,0 +1,61 @@
+//! The control plane of a run: where jobs and metrics travel and where the run's state is kept.
+//!
+//! - [`broker`]: the [`Broker`] trait (declare the topology, publish with confirms, consume with
+//!   acknowledgements) with [`AmqpBroker`] for RabbitMQ and [`MemoryBroker`] for the embedded run.
+//! - [`state`]: the [`RunStore`] trait (per-batch state, progress counts, worker heartbeats) with
+//!   [`RedisStore`] and [`MemoryStore`]; the transition rules themselves are pure, in [`state::rules`].
+//! - [`Namespace`] names every queue and key, so concurrent deployments and tests never collide.
+//! - [`redact`] strips credentials from URLs before they reach a log line.
+
+pub mod broker;
+mod redact;
+pub mod state;
+
+pub use broker::{AmqpBroker, Broker, BrokerError, Delivery, MemoryBroker, Outgoing, Subscription};
+pub use redact::redact;
+pub use state::{MemoryStore, RedisStore, RunStore, StateError};
+
+/// Prefix of every queue, exchange and Redis key of one deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace(String);
+
+impl Namespace {
+    /// Default namespace of a deployment.
+    pub const DEFAULT: &'static str = "cloudbench";
+
+    /// Checks and wraps a namespace name.
+    pub fn new(name: &str) -> Result<Self, proto::NameError> {
+        proto::check_name("namespace", name)?;
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The namespace's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Durable quorum queue carrying one platform's jobs.
+    pub fn job_queue(&self, platform: &str) -> String {
+        format!("{}.jobs.{platform}", self.0)
+    }
+
+    /// Durable quorum queue carrying every worker's metrics to the collector.
+    pub fn metrics_queue(&self) -> String {
+        format!("{}.metrics", self.0)
+    }
+
+    /// Exchange that receives dead-lettered messages of every queue.
+    pub fn dead_letter_exchange(&self) -> String {
+        format!("{}.dlx", self.0)
+    }
+
+    /// Queue where dead-lettered messages wait for a person.
+    pub fn dead_letter_queue(&self) -> String {
+        format!("{}.dead", self.0)
+    }
+
+    /// Prefix of every Redis key.
+    pub fn key(&self, suffix: &str) -> String {
+        format!("{}:{suffix}", self.0)
+    }
+}
