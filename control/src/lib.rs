@@ -15,6 +15,14 @@ pub use broker::{AmqpBroker, Broker, BrokerError, Delivery, MemoryBroker, Outgoi
 pub use redact::redact;
 pub use state::{MemoryStore, RedisStore, RunStore, StateError};
 
+/// Returns the wall-clock time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Prefix of every queue, exchange and Redis key of one deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Namespace(String);

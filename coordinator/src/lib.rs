@@ -1,1 +1,17 @@
+//! The coordinator: turns a dataset and a run spec into batch jobs and follows the run.
+//!
+//! - [`manifest`] and [`synth`] describe datasets (a folder of images, or generated images shaped like
+//!   COCO's); [`spec`] reads run specs; [`plan`] splits a manifest into batches (pure).
+//! - [`enqueue`] records the run in the run-state store and publishes its jobs with confirms, so that
+//!   starting a run again resumes it without publishing a batch twice.
+//! - [`status`] renders progress.
+//!
+//! The binary (`main.rs`) wires these to RabbitMQ and Redis; the embedded run wires them to the
+//! in-process broker and store.
 
+pub mod enqueue;
+pub mod manifest;
+pub mod plan;
+pub mod spec;
+pub mod status;
+pub mod synth;

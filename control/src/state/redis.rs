@@ -14,7 +14,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
 use super::{BatchRef, BatchState, BatchStatus, Change, Outcome, RunMeta, RunProgress, RunStore, StateError};
-use crate::Namespace;
+use crate::{Namespace, now_ms};
 
 /// Batches added per script call when creating a run, bounding the time Redis is blocked.
 const ADD_CHUNK: usize = 4096;
@@ -287,11 +287,4 @@ impl RunStore for RedisStore {
         let beats: Vec<Option<Vec<u8>>> = con.mget(keys).await.map_err(unavailable)?;
         Ok(beats.into_iter().flatten().collect())
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -1,0 +1,224 @@
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use control::{AmqpBroker, Broker, Namespace, RedisStore, RunStore};
+use coordinator::enqueue::{self, EnqueueOptions};
+use coordinator::manifest::Manifest;
+use coordinator::spec::RunSpec;
+use coordinator::status::{self, StatusView};
+use coordinator::synth;
+
+/// Plans benchmark runs: builds dataset manifests, publishes batch jobs, follows progress.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    services: Services,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Services {
+    /// RabbitMQ URL.
+    #[arg(long, env = "AMQP_URL", default_value = "amqp://127.0.0.1:5672/%2f", global = true)]
+    amqp_url: String,
+    /// Redis URL for run state.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
+    redis_url: String,
+    /// Prefix of every queue and key, so deployments sharing servers never collide.
+    #[arg(long, env = "CLOUDBENCH_NAMESPACE", default_value = Namespace::DEFAULT, global = true)]
+    namespace: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Builds dataset manifests.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// Starts a run from a TOML spec, or resumes it: publishes every batch not queued, running or done.
+    Run {
+        spec: PathBuf,
+        /// Run id (overrides the spec's `run_id`).
+        #[arg(long)]
+        run_id: Option<String>,
+        /// Publishes at most this many jobs per second.
+        #[arg(long)]
+        max_rate: Option<f64>,
+        /// Follows progress until the run completes.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Shows progress per platform.
+    Status {
+        run_id: String,
+        /// Prints JSON for scripts.
+        #[arg(long)]
+        json: bool,
+        /// Follows progress until the run completes.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Cancels a run: jobs still queued are dropped by workers; running batches finish.
+    Cancel { run_id: String },
+}
+
+#[derive(Subcommand)]
+enum DatasetCommand {
+    /// Generates a deterministic synthetic dataset of COCO-sized JPEGs and its manifest.
+    Synth {
+        /// Folder to write images and `manifest.json` into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of images.
+        #[arg(long, default_value_t = 2048)]
+        count: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Builds a manifest (key, size, SHA-256) from a folder of JPEG and PNG images.
+    Scan {
+        folder: PathBuf,
+        /// Manifest path; defaults to `FOLDER/manifest.json`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let ns = Namespace::new(&cli.services.namespace)?;
+    match cli.command {
+        Command::Dataset(DatasetCommand::Synth { out, count, seed }) => {
+            if count == 0 {
+                bail!("--count must be at least 1");
+            }
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let entries = synth::generate(seed, count, threads, |key, data| std::fs::write(out.join(key), data))
+                .with_context(|| format!("writing images into {}", out.display()))?;
+            let manifest = Manifest::new(format!("synth seed {seed} count {count}"), entries).map_err(anyhow::Error::msg)?;
+            let path = out.join("manifest.json");
+            manifest.save(&path).with_context(|| format!("writing {}", path.display()))?;
+            println!("{} images, {:.1} MiB, manifest {}", count, manifest.bytes() as f64 / 1048576.0, path.display());
+        }
+        Command::Dataset(DatasetCommand::Scan { folder, out }) => {
+            let manifest = Manifest::scan(&folder)?;
+            let path = out.unwrap_or_else(|| folder.join("manifest.json"));
+            manifest.save(&path).with_context(|| format!("writing {}", path.display()))?;
+            println!("{} images, {:.1} MiB, manifest {}", manifest.objects.len(), manifest.bytes() as f64 / 1048576.0, path.display());
+        }
+        Command::Run { spec, run_id, max_rate, watch } => {
+            let spec = RunSpec::load(&spec)?;
+            let Some(run_id) = run_id.or(spec.run_id.clone()) else {
+                bail!("no run id: give --run-id or set run_id in the spec");
+            };
+            proto::check_name("run id", &run_id)?;
+            let manifest = Manifest::load(&spec.manifest)?;
+            let store = RedisStore::connect(&cli.services.redis_url, ns.clone()).await?;
+            let broker = AmqpBroker::connect(&cli.services.amqp_url).await?;
+            let report = enqueue::start_run(&broker, &store, &ns, &run_id, &spec, &manifest, &EnqueueOptions { max_rate }).await;
+            broker.close().await;
+            let report = report?;
+            println!(
+                "run {} {}: {} batches, published {} in {:.2} s ({:.0} jobs/s), {} already queued or done",
+                report.run_id,
+                if report.created { "created" } else { "resumed" },
+                report.batches,
+                report.published,
+                report.elapsed.as_secs_f64(),
+                report.published as f64 / report.elapsed.as_secs_f64().max(1e-9),
+                report.skipped
+            );
+            if watch {
+                follow(&store, &run_id).await?;
+            }
+        }
+        Command::Status { run_id, json, watch } => {
+            let store = RedisStore::connect(&cli.services.redis_url, ns.clone()).await?;
+            if watch {
+                follow(&store, &run_id).await?;
+            } else {
+                let view = view(&store, &run_id).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&view)?);
+                } else {
+                    print!("{}", status::render(&view, control::now_ms()));
+                }
+            }
+        }
+        Command::Cancel { run_id } => {
+            let store = RedisStore::connect(&cli.services.redis_url, ns.clone()).await?;
+            let cancelled = enqueue::cancel_run(&store, &run_id).await?;
+            println!("run {run_id} cancelled: {cancelled} batches will not run; running batches finish");
+        }
+    }
+    Ok(())
+}
+
+async fn view(store: &dyn RunStore, run_id: &str) -> anyhow::Result<StatusView> {
+    let Some(run) = store.progress(run_id).await? else { bail!("run {run_id} not found") };
+    let workers = status::workers_by_platform(&store.heartbeats().await?);
+    Ok(StatusView { complete: run.is_complete(), run, workers })
+}
+
+/// Shows live progress until the run completes: bars on a terminal, a table every 10 s otherwise.
+async fn follow(store: &dyn RunStore, run_id: &str) -> anyhow::Result<()> {
+    let tty = std::io::stderr().is_terminal();
+    let bars = indicatif::MultiProgress::new();
+    let mut by_platform = std::collections::BTreeMap::new();
+    let style = indicatif::ProgressStyle::with_template("{prefix:<14} [{bar:40}] {pos}/{len} {msg}")
+        .expect("valid template")
+        .progress_chars("=> ");
+    let mut last_table = std::time::Instant::now() - Duration::from_secs(60);
+    loop {
+        let view = view(store, run_id).await?;
+        if tty {
+            for (platform, counts) in &view.run.platforms {
+                let bar = by_platform.entry(platform.clone()).or_insert_with(|| {
+                    let total: u64 = counts.values().sum();
+                    let bar = bars.add(indicatif::ProgressBar::new(total));
+                    bar.set_style(style.clone());
+                    bar.set_prefix(platform.clone());
+                    bar
+                });
+                let get = |s| counts.get(&s).copied().unwrap_or(0);
+                use control::state::BatchState::*;
+                bar.set_position(get(Done) + get(Failed) + get(Cancelled));
+                let w = view.workers.get(platform).cloned().unwrap_or_default();
+                bar.set_message(format!("running {} failed {} · workers {}/{}", get(Running), get(Failed), w.busy, w.live));
+            }
+        } else if last_table.elapsed() >= Duration::from_secs(10) || view.complete {
+            print!("{}", status::render(&view, control::now_ms()));
+            last_table = std::time::Instant::now();
+        }
+        if view.complete {
+            for bar in by_platform.values() {
+                bar.finish();
+            }
+            if tty {
+                print!("{}", status::render(&view, control::now_ms()));
+            }
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Run specs: the TOML a user writes to describe a run, validated once into a [`RunSpec`].
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default images per batch, as in the paper (116 batches for COCO train2017).
+pub const DEFAULT_BATCH_SIZE: u32 = 1024;
+/// Default deliveries of a job before it is dead-lettered.
+pub const DEFAULT_DELIVERY_LIMIT: u32 = 5;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    run_id: Option<String>,
+    manifest: PathBuf,
+    batch_size: Option<u32>,
+    rounds: Option<u32>,
+    delivery_limit: Option<u32>,
+    /// Seconds after publishing when a job's result is no longer wanted; absent means no deadline.
+    job_deadline_secs: Option<u64>,
+    #[serde(rename = "platform")]
+    platforms: Vec<RawPlatform>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlatform {
+    name: String,
+}
+
+/// A validated run spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSpec {
+    /// Run id from the spec, if it names one (the command line may give it instead).
+    pub run_id: Option<String>,
+    /// Manifest path, resolved against the spec file's directory.
+    pub manifest: PathBuf,
+    pub batch_size: u32,
+    pub rounds: u32,
+    pub delivery_limit: u32,
+    pub job_deadline_secs: Option<u64>,
+    pub platforms: Vec<String>,
+    /// The spec's text, stored with the run for the report.
+    pub text: String,
+}
+
+/// Why a spec was refused; printed as one line.
+#[derive(Debug, thiserror::Error)]
+#[error("run spec {path}: {reason}")]
+pub struct SpecError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl RunSpec {
+    /// Reads and validates the spec at `path`.
+    pub fn load(path: &Path) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SpecError { path: path.into(), reason: e.to_string() })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base).map_err(|reason| SpecError { path: path.into(), reason })
+    }
+
+    /// Parses and validates spec text; relative paths are resolved against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
+        let raw: RawSpec = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        if let Some(id) = &raw.run_id {
+            proto::check_name("run id", id).map_err(|e| e.to_string())?;
+        }
+        let batch_size = raw.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
+        if batch_size == 0 {
+            return Err("batch_size must be at least 1".into());
+        }
+        let rounds = raw.rounds.unwrap_or(1);
+        if rounds == 0 {
+            return Err("rounds must be at least 1".into());
+        }
+        let delivery_limit = raw.delivery_limit.unwrap_or(DEFAULT_DELIVERY_LIMIT);
+        if !(1..=100).contains(&delivery_limit) {
+            return Err("delivery_limit must be between 1 and 100".into());
+        }
+        if raw.platforms.is_empty() {
+            return Err("at least one [[platform]] is needed".into());
+        }
+        let mut platforms = Vec::new();
+        for p in raw.platforms {
+            proto::check_name("platform", &p.name).map_err(|e| e.to_string())?;
+            if platforms.contains(&p.name) {
+                return Err(format!("platform {:?} is listed twice", p.name));
+            }
+            platforms.push(p.name);
+        }
+        Ok(Self {
+            run_id: raw.run_id,
+            manifest: base.join(raw.manifest),
+            batch_size,
+            rounds,
+            delivery_limit,
+            job_deadline_secs: raw.job_deadline_secs,
+            platforms,
+            text: text.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        run_id = "coco-1"
+        manifest = "data/manifest.json"
+        rounds = 2
+        [[platform]]
+        name = "aws"
+        [[platform]]
+        name = "azure"
+    "#;
+
+    #[test]
+    fn a_spec_takes_the_papers_defaults() {
+        let spec = RunSpec::parse(GOOD, Path::new("/specs")).unwrap();
+        assert_eq!(spec.batch_size, 1024);
+        assert_eq!(spec.delivery_limit, DEFAULT_DELIVERY_LIMIT);
+        assert_eq!(spec.manifest, Path::new("/specs/data/manifest.json"));
+        assert_eq!(spec.platforms, ["aws", "azure"]);
+        assert_eq!(spec.rounds, 2);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let cases = [
+            ("manifest = 'm'\n[[platform]]\nname='a'\nbatchsize=3", "unknown field"),
+            ("manifest = 'm'\nbatch_size = 0\n[[platform]]\nname='a'", "batch_size"),
+            ("manifest = 'm'\nplatform = []", "at least one"),
+            ("manifest = 'm'\n[[platform]]\nname='a b'", "invalid platform"),
+            ("manifest = 'm'\n[[platform]]\nname='a'\n[[platform]]\nname='a'", "twice"),
+            ("[[platform]]\nname='a'", "manifest"),
+        ];
+        for (text, expected) in cases {
+            let err = RunSpec::parse(text, Path::new(".")).unwrap_err();
+            assert!(err.contains(expected), "{text:?} gave {err:?}");
+        }
+    }
+}
