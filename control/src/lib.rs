@@ -12,7 +12,7 @@ mod redact;
 pub mod state;
 
 pub use broker::{AmqpBroker, Broker, BrokerError, Delivery, MemoryBroker, Outgoing, Subscription};
-pub use redact::redact;
+pub use redact::{SecretUrl, redact};
 pub use state::{MemoryStore, RedisStore, RunStore, StateError};
 
 /// Returns the wall-clock time in Unix milliseconds.

@@ -1,3 +1,31 @@
+/// A URL that may hold a password: `Debug` and `Display` print it redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL itself, for the client that connects with it; never log this.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", redact(&self.0))
+    }
+}
+
+impl std::fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact(&self.0))
+    }
+}
+
 /// Returns `url` with any password replaced by `***`, for logs and error messages.
 pub fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else { return url.to_owned() };
@@ -21,5 +49,7 @@ mod tests {
         assert_eq!(redact("rediss://token@host"), "rediss://***@host");
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         assert_eq!(redact("amqp://u:p@h/v@x"), "amqp://u:***@h/v@x");
+        let secret = super::SecretUrl::new("amqp://guest:s3cret@mq");
+        assert!(!format!("{secret:?} {secret}").contains("s3cret"));
     }
 }

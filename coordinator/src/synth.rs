@@ -61,7 +61,7 @@ pub fn image(seed: u64, index: u64) -> Vec<u8> {
             (x, y, w, h, [rng.random(), rng.random(), rng.random()])
         })
         .collect();
-    let noise: f32 = rng.random_range(18.0..34.0);
+    let noise: f32 = rng.random_range(26.0..46.0);
     let mut img = RgbImage::new(width, height);
     for (x, y, pixel) in img.enumerate_pixels_mut() {
         let shape = shapes.iter().rev().find(|(sx, sy, w, h, _)| x >= *sx && x < sx + w && y >= *sy && y < sy + h);

@@ -47,6 +47,14 @@ impl LocalDirStore {
         &self.root
     }
 
+    /// Maps a failure to `NoBucket` when the root itself is gone, as a bucket deleted under a client.
+    async fn check_root(&self, error: StorageError) -> StorageError {
+        match tokio::fs::metadata(&self.root).await {
+            Ok(m) if m.is_dir() => error,
+            _ => StorageError::new(ErrorKind::NoBucket, format!("store directory {} is missing", self.root.display())),
+        }
+    }
+
     fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
         let relative = Path::new(key);
         let clean = !key.is_empty()
@@ -78,6 +86,10 @@ impl Storage for LocalDirStore {
 
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
         let path = self.path_of(key)?;
+        // Only directories below the root are created: a missing root is a missing bucket.
+        if !tokio::fs::metadata(&self.root).await.is_ok_and(|m| m.is_dir()) {
+            return Err(self.check_root(StorageError::new(ErrorKind::Other, "")).await);
+        }
         let tmp = path.with_extension(format!("tmp-{}-{}", std::process::id(), self.tmp_seq.fetch_add(1, Ordering::Relaxed)));
         let durable = self.durable;
         let owned_key = key.to_owned();
@@ -103,7 +115,10 @@ impl Storage for LocalDirStore {
 
     async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
         let path = self.path_of(key)?;
-        tokio::fs::read(&path).await.map(Bytes::from).map_err(|e| io_error("get", key, e))
+        match tokio::fs::read(&path).await {
+            Ok(data) => Ok(Bytes::from(data)),
+            Err(e) => Err(self.check_root(io_error("get", key, e)).await),
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
@@ -170,9 +185,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_missing_root_is_a_missing_bucket() {
+    #[tokio::test]
+    async fn a_missing_root_is_a_missing_bucket() {
         let err = LocalDirStore::open("/nonexistent/cloudbench", false).unwrap_err();
         assert_eq!(err.kind, ErrorKind::NoBucket);
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::create(dir.path().join("bucket"), false).unwrap();
+        std::fs::remove_dir(dir.path().join("bucket")).unwrap();
+        assert_eq!(store.put("a", Bytes::new()).await.unwrap_err().kind, ErrorKind::NoBucket);
+        assert_eq!(store.get("a").await.unwrap_err().kind, ErrorKind::NoBucket);
+        assert!(!dir.path().join("bucket").exists(), "the bucket is not recreated");
     }
 }

@@ -1,1 +1,28 @@
+//! The worker: runs next to a platform, takes that platform's batch jobs and measures them.
+//!
+//! - [`config`] merges flags, environment and a TOML file into a validated [`config::WorkerConfig`].
+//! - [`phases`] runs a batch's timed phases against the platform's storage.
+//! - [`metrics`] turns the measurements into a `BatchMetrics` message (pure).
+//! - [`runner`] is the loop around them: claim, run, publish, record, acknowledge; reconnect; drain.
 
+pub mod config;
+pub mod metrics;
+pub mod phases;
+pub mod runner;
+
+use std::sync::Arc;
+
+use config::StorageConfig;
+use storage::{LocalDirStore, Storage, StorageError};
+
+/// Version of this worker, recorded with every metric.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Git commit the worker was built from.
+pub const GIT_COMMIT: &str = env!("CLOUDBENCH_GIT_COMMIT");
+
+/// Opens the storage a config names.
+pub fn open_storage(config: &StorageConfig) -> Result<Arc<dyn Storage>, StorageError> {
+    match config {
+        StorageConfig::Local { path, durable } => Ok(Arc::new(LocalDirStore::open(path, *durable)?)),
+    }
+}

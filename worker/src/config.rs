@@ -1,0 +1,220 @@
+//! Worker configuration from flags, environment and a TOML file (in that order of precedence),
+//! validated once into a [`WorkerConfig`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use control::{Namespace, SecretUrl};
+use serde::Deserialize;
+
+/// Takes batch jobs from one platform's queue and measures them.
+#[derive(Debug, Parser, Default)]
+#[command(name = "worker", version, about)]
+pub struct Args {
+    /// TOML file with any of the settings below (flags and environment win).
+    #[arg(long, env = "CLOUDBENCH_WORKER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Platform whose queue this worker serves ("aws", "azure", "local", any name).
+    #[arg(long, env = "CLOUDBENCH_PLATFORM")]
+    pub platform: Option<String>,
+    /// RabbitMQ URL.
+    #[arg(long, env = "AMQP_URL")]
+    pub amqp_url: Option<String>,
+    /// Redis URL for run state and heartbeats.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Prefix of every queue and key.
+    #[arg(long, env = "CLOUDBENCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Folder holding the dataset's images, keyed as in the manifest.
+    #[arg(long, env = "CLOUDBENCH_DATASET_DIR")]
+    pub dataset_dir: Option<PathBuf>,
+    /// Folder acting as the platform's bucket (the local storage backend).
+    #[arg(long, env = "CLOUDBENCH_STORAGE_DIR")]
+    pub storage_dir: Option<PathBuf>,
+    /// Flushes every stored object to disk before acknowledging it, as object stores do.
+    #[arg(long, env = "CLOUDBENCH_STORAGE_DURABLE")]
+    pub durable: bool,
+    /// Jobs the broker may hand this worker ahead of the one in progress, plus one.
+    #[arg(long, env = "CLOUDBENCH_PREFETCH")]
+    pub prefetch: Option<u16>,
+    /// Storage requests in flight per phase.
+    #[arg(long, env = "CLOUDBENCH_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+    /// Seconds to finish the job in hand after SIGTERM before returning it to the queue.
+    #[arg(long, env = "CLOUDBENCH_GRACE_SECS")]
+    pub grace_secs: Option<u64>,
+    /// Seconds between heartbeats.
+    #[arg(long, env = "CLOUDBENCH_HEARTBEAT_SECS")]
+    pub heartbeat_secs: Option<u64>,
+    /// Leaves uploaded objects in the bucket instead of deleting them after each batch.
+    #[arg(long, env = "CLOUDBENCH_KEEP_UPLOADS")]
+    pub keep_uploads: bool,
+    /// Worker id in heartbeats and metrics (default: platform-host-pid).
+    #[arg(long, env = "CLOUDBENCH_WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// Cloud provider recorded with every metric ("aws", "azure", "local").
+    #[arg(long, env = "CLOUDBENCH_PROVIDER")]
+    pub provider: Option<String>,
+    /// Region recorded with every metric.
+    #[arg(long, env = "CLOUDBENCH_REGION")]
+    pub region: Option<String>,
+    /// Instance type recorded with every metric.
+    #[arg(long, env = "CLOUDBENCH_INSTANCE_TYPE")]
+    pub instance_type: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    platform: Option<String>,
+    amqp_url: Option<String>,
+    redis_url: Option<String>,
+    namespace: Option<String>,
+    prefetch: Option<u16>,
+    concurrency: Option<usize>,
+    grace_secs: Option<u64>,
+    heartbeat_secs: Option<u64>,
+    keep_uploads: Option<bool>,
+    worker_id: Option<String>,
+    provider: Option<String>,
+    region: Option<String>,
+    instance_type: Option<String>,
+    dataset: Option<StorageConfig>,
+    storage: Option<StorageConfig>,
+}
+
+/// Where objects are read or written.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StorageConfig {
+    /// A directory acting as a bucket.
+    Local {
+        path: PathBuf,
+        #[serde(default)]
+        durable: bool,
+    },
+}
+
+/// A validated worker configuration.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub platform: String,
+    pub amqp_url: SecretUrl,
+    pub redis_url: SecretUrl,
+    pub namespace: Namespace,
+    pub prefetch: u16,
+    pub concurrency: usize,
+    pub grace: Duration,
+    pub heartbeat: Duration,
+    pub keep_uploads: bool,
+    pub worker_id: String,
+    pub provider: String,
+    pub region: String,
+    pub instance_type: String,
+    pub dataset: StorageConfig,
+    pub storage: StorageConfig,
+}
+
+/// Default storage requests in flight per phase.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+impl WorkerConfig {
+    /// Merges flags and environment (`args`) over the TOML file they name, then validates.
+    pub fn from_args(args: Args) -> Result<Self, String> {
+        let file = match &args.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let platform = args.platform.or(file.platform).ok_or("no platform: give --platform or set platform in the config")?;
+        proto::check_name("platform", &platform).map_err(|e| e.to_string())?;
+        let namespace = args.namespace.or(file.namespace).unwrap_or_else(|| Namespace::DEFAULT.to_owned());
+        let namespace = Namespace::new(&namespace).map_err(|e| e.to_string())?;
+        let dataset = match args.dataset_dir {
+            Some(path) => StorageConfig::Local { path, durable: false },
+            None => file.dataset.ok_or("no dataset: give --dataset-dir or a [dataset] table")?,
+        };
+        let storage = match args.storage_dir {
+            Some(path) => StorageConfig::Local { path, durable: args.durable },
+            None => file.storage.ok_or("no storage: give --storage-dir or a [storage] table")?,
+        };
+        let prefetch = args.prefetch.or(file.prefetch).unwrap_or(1);
+        let concurrency = args.concurrency.or(file.concurrency).unwrap_or(DEFAULT_CONCURRENCY);
+        if prefetch == 0 || concurrency == 0 || concurrency > 1024 {
+            return Err("prefetch must be at least 1 and concurrency between 1 and 1024".into());
+        }
+        let heartbeat = Duration::from_secs(args.heartbeat_secs.or(file.heartbeat_secs).unwrap_or(5).max(1));
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        let worker_id = args
+            .worker_id
+            .or(file.worker_id)
+            .unwrap_or_else(|| format!("{platform}-{host}-{}", std::process::id()));
+        proto::check_name("worker id", &worker_id).map_err(|e| e.to_string())?;
+        Ok(Self {
+            amqp_url: SecretUrl::new(args.amqp_url.or(file.amqp_url).unwrap_or_else(|| "amqp://127.0.0.1:5672/%2f".into())),
+            redis_url: SecretUrl::new(args.redis_url.or(file.redis_url).unwrap_or_else(|| "redis://127.0.0.1:6379".into())),
+            namespace,
+            prefetch,
+            concurrency,
+            grace: Duration::from_secs(args.grace_secs.or(file.grace_secs).unwrap_or(30)),
+            heartbeat,
+            keep_uploads: args.keep_uploads || file.keep_uploads.unwrap_or(false),
+            worker_id,
+            provider: args.provider.or(file.provider).unwrap_or_else(|| "local".into()),
+            region: args.region.or(file.region).unwrap_or_default(),
+            instance_type: args.instance_type.or(file.instance_type).unwrap_or_default(),
+            dataset,
+            storage,
+            platform,
+        })
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("worker config {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("worker config {}: {}", path.display(), e.message()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.toml");
+        std::fs::write(&path, "platform = 'azure'\nconcurrency = 4\nregion = 'westeurope'\n[dataset]\nkind = 'local'\npath = '/data'\n[storage]\nkind = 'local'\npath = '/bucket'\ndurable = true\n").unwrap();
+        let args = Args { config: Some(path), concurrency: Some(16), ..Default::default() };
+        let config = WorkerConfig::from_args(args).unwrap();
+        assert_eq!((config.platform.as_str(), config.concurrency, config.region.as_str()), ("azure", 16, "westeurope"));
+        assert_eq!(config.storage, StorageConfig::Local { path: "/bucket".into(), durable: true });
+        assert_eq!(config.prefetch, 1);
+    }
+
+    #[test]
+    fn a_bad_config_is_one_clear_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.toml");
+        std::fs::write(&path, "platfrom = 'aws'").unwrap();
+        let err = WorkerConfig::from_args(Args { config: Some(path), ..Default::default() }).unwrap_err();
+        assert!(err.contains("unknown field") && !err.contains('\n'), "{err}");
+        let err = WorkerConfig::from_args(Args { platform: Some("a/b".into()), ..Default::default() }).unwrap_err();
+        assert!(err.contains("invalid platform"), "{err}");
+        let err = WorkerConfig::from_args(Args { platform: Some("aws".into()), ..Default::default() }).unwrap_err();
+        assert!(err.contains("no dataset"), "{err}");
+    }
+
+    #[test]
+    fn urls_with_passwords_never_print() {
+        let args = Args {
+            platform: Some("aws".into()),
+            amqp_url: Some("amqp://u:hunter2@mq".into()),
+            dataset_dir: Some("/d".into()),
+            storage_dir: Some("/s".into()),
+            ..Default::default()
+        };
+        let config = WorkerConfig::from_args(args).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

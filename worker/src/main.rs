@@ -1,0 +1,99 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use control::{AmqpBroker, Broker, RedisStore};
+use proto::v1::{Versions, WorkerIdentity};
+use worker::config::{Args, WorkerConfig};
+use worker::runner::{Connector, Worker};
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    if let Err(e) = runtime.block_on(run(args)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let config = WorkerConfig::from_args(args).map_err(anyhow::Error::msg)?;
+    let source = worker::open_storage(&config.dataset).context("dataset")?;
+    let target = worker::open_storage(&config.storage).with_context(|| format!("platform {} storage", config.platform))?;
+    let shutdown = tokio::spawn(shutdown_signal());
+    // Redis may not be up yet (a fresh deployment): keep trying until it is, or until told to stop.
+    let mut attempt = 0u32;
+    let store = loop {
+        match RedisStore::connect(config.redis_url.expose(), config.namespace.clone()).await {
+            Ok(s) => break s,
+            Err(e) if attempt < 30 && !shutdown.is_finished() => {
+                tracing::warn!(error = %e, "run-state store unreachable; retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let url = config.amqp_url.clone();
+    let connector: Connector = Arc::new(move || {
+        let url = url.clone();
+        Box::pin(async move { AmqpBroker::connect(url.expose()).await.map(|b| Arc::new(b) as Arc<dyn Broker>) })
+    });
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let worker = Arc::new(Worker {
+        identity: WorkerIdentity {
+            worker_id: config.worker_id.clone(),
+            host,
+            platform: config.platform.clone(),
+            provider: config.provider.clone(),
+            region: config.region.clone(),
+            instance_type: config.instance_type.clone(),
+        },
+        versions: Versions { git_commit: worker::GIT_COMMIT.into(), model_hash: String::new(), worker_version: worker::VERSION.into() },
+        platform: config.platform.clone(),
+        ns: config.namespace.clone(),
+        prefetch: config.prefetch,
+        concurrency: config.concurrency,
+        grace: config.grace,
+        heartbeat: config.heartbeat,
+        keep_uploads: config.keep_uploads,
+        source,
+        target,
+        store: Arc::new(store),
+        connector,
+    });
+    tracing::info!(platform = config.platform, storage = worker.target.describe(), amqp = %config.amqp_url, "worker starting");
+    let stats = worker.run(async move {
+        let _ = shutdown.await;
+    })
+    .await;
+    eprintln!(
+        "worker stopped: {} done, {} failed, {} duplicates dropped, {} cancelled, {} malformed, {} returned, {} reconnects; overhead p50 {} us p99 {} us",
+        stats.done,
+        stats.failed,
+        stats.duplicates,
+        stats.cancelled,
+        stats.malformed,
+        stats.returned,
+        stats.reconnects,
+        stats.overhead.value_at_quantile(0.5),
+        stats.overhead.value_at_quantile(0.99)
+    );
+    Ok(())
+}

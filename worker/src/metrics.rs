@@ -1,0 +1,105 @@
+//! Turns the measurements of a batch into the `BatchMetrics` message (pure).
+
+use proto::v1::{BatchJob, BatchMetrics, Counter, Phase, PhaseTiming, Versions, WorkerIdentity};
+
+use crate::phases::{BatchRun, PhaseRun};
+
+fn timing(run: &PhaseRun) -> PhaseTiming {
+    PhaseTiming {
+        duration_ns: run.duration.as_nanos().min(u128::from(u64::MAX)) as u64,
+        requests: run.requests,
+        failed: run.failed,
+        latency_histogram: proto::latency::encode(&run.latency),
+    }
+}
+
+fn counters(phase: Phase, run: &PhaseRun) -> impl Iterator<Item = Counter> + '_ {
+    run.errors.iter().map(move |(kind, count)| Counter { phase: phase as i32, kind: kind.clone(), count: *count })
+}
+
+/// What the worker knows besides the phases: who it is, what it runs, when the batch ran.
+pub struct Context<'a> {
+    pub identity: &'a WorkerIdentity,
+    pub versions: &'a Versions,
+    pub started_unix_ns: i64,
+    pub finished_unix_ns: i64,
+    pub previous_deliveries: u32,
+}
+
+/// Builds the metrics of `job` from its phases.
+pub fn batch_metrics(key: &proto::JobKey, job: &BatchJob, run: &BatchRun, ctx: &Context<'_>) -> BatchMetrics {
+    BatchMetrics {
+        job_key: key.to_string(),
+        run_id: job.run_id.clone(),
+        round: job.round,
+        platform: job.platform.clone(),
+        batch_index: job.batch_index,
+        batch_count: job.batch_count,
+        bytes: job.objects.iter().map(|o| o.size).sum(),
+        images: job.objects.len() as u32,
+        source: Some(timing(&run.source)),
+        upload: Some(timing(&run.upload)),
+        download: Some(timing(&run.download)),
+        inference: None,
+        errors: counters(Phase::Source, &run.source)
+            .chain(counters(Phase::Upload, &run.upload))
+            .chain(counters(Phase::Download, &run.download))
+            .collect(),
+        retries: Vec::new(),
+        started_unix_ns: ctx.started_unix_ns,
+        finished_unix_ns: ctx.finished_unix_ns,
+        worker: Some(ctx.identity.clone()),
+        versions: Some(ctx.versions.clone()),
+        attempt: job.attempt,
+        previous_deliveries: ctx.previous_deliveries,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use proto::v1::ObjectRef;
+
+    fn phase(ms: u64, errors: &[(&str, u64)]) -> PhaseRun {
+        let mut latency = proto::latency::new_histogram();
+        proto::latency::record(&mut latency, ms * 1000);
+        PhaseRun {
+            duration: Duration::from_millis(ms),
+            requests: 2,
+            failed: errors.iter().map(|(_, n)| n).sum(),
+            latency,
+            errors: errors.iter().map(|(k, n)| (k.to_string(), *n)).collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    #[test]
+    fn metrics_carry_the_batch_size_timings_and_errors_by_phase() {
+        let job = BatchJob {
+            run_id: "r".into(),
+            round: 1,
+            platform: "aws".into(),
+            batch_index: 4,
+            batch_count: 9,
+            objects: vec![ObjectRef { key: "a".into(), size: 100, sha256: String::new() }, ObjectRef { key: "b".into(), size: 50, sha256: String::new() }],
+            attempt: 2,
+            ..Default::default()
+        };
+        let run = BatchRun { source: phase(1, &[]), upload: phase(20, &[("throttled", 1)]), download: phase(10, &[("checksum_mismatch", 1)]) };
+        let key = proto::JobKey::new("r", 1, "aws", 4).unwrap();
+        let identity = WorkerIdentity { worker_id: "w1".into(), ..Default::default() };
+        let versions = Versions::default();
+        let ctx = Context { identity: &identity, versions: &versions, started_unix_ns: 1, finished_unix_ns: 2, previous_deliveries: 1 };
+        let m = batch_metrics(&key, &job, &run, &ctx);
+        assert_eq!((m.job_key.as_str(), m.bytes, m.images, m.attempt, m.previous_deliveries), ("r/1/aws/4", 150, 2, 2, 1));
+        assert_eq!(m.upload.as_ref().unwrap().duration_ns, 20_000_000);
+        assert!(m.inference.is_none());
+        let kinds: Vec<_> = m.errors.iter().map(|c| (c.phase, c.kind.as_str(), c.count)).collect();
+        assert_eq!(kinds, [(Phase::Upload as i32, "throttled", 1), (Phase::Download as i32, "checksum_mismatch", 1)]);
+        let hist = proto::latency::decode(&m.download.as_ref().unwrap().latency_histogram).unwrap();
+        assert_eq!(hist.len(), 1);
+        proto::validate::batch_metrics(&prost::Message::encode_to_vec(&m)).unwrap();
+    }
+}

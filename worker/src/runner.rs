@@ -1,0 +1,412 @@
+//! The worker's loop: take a job, claim it in the run state, run its phases, publish its metrics with a
+//! confirm, record it done, and only then acknowledge it.
+//!
+//! Whatever fails, nothing is lost: a job that is not acknowledged returns to its queue when the
+//! connection closes; the broker or Redis going away ends the session, and the loop reconnects with
+//! backoff. On shutdown the worker stops taking jobs, gives the job in hand a grace period to finish,
+//! then returns it to the queue, and closes its connections in order.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use control::state::rules::{self, Unclaimed};
+use control::state::{BatchRef, BatchState, Change, Outcome};
+use control::{Broker, BrokerError, Delivery, Namespace, Outgoing, RunStore, StateError};
+use futures::future::BoxFuture;
+use hdrhistogram::Histogram;
+use prost::Message;
+use proto::v1::worker_heartbeat::State as BeatState;
+use proto::v1::{BatchJob, BatchMetrics, Versions, WorkerHeartbeat, WorkerIdentity};
+use proto::JobKey;
+use storage::Storage;
+use tokio::sync::watch;
+
+use crate::metrics::{self, Context};
+use crate::phases::{PlatformFailure, Transfer};
+
+/// Opens a new broker session; called again after every connection loss.
+pub type Connector = Arc<dyn Fn() -> BoxFuture<'static, Result<Arc<dyn Broker>, BrokerError>> + Send + Sync>;
+
+/// Everything a worker needs besides its broker session.
+pub struct Worker {
+    pub platform: String,
+    pub ns: Namespace,
+    pub prefetch: u16,
+    pub concurrency: usize,
+    /// Time the job in hand gets to finish after shutdown is requested.
+    pub grace: Duration,
+    pub heartbeat: Duration,
+    pub keep_uploads: bool,
+    pub identity: WorkerIdentity,
+    pub versions: Versions,
+    /// The dataset the batch's images are read from.
+    pub source: Arc<dyn Storage>,
+    /// The platform's object storage.
+    pub target: Arc<dyn Storage>,
+    pub store: Arc<dyn RunStore>,
+    pub connector: Connector,
+}
+
+/// What a worker did, returned when it stops.
+#[derive(Debug, Clone)]
+pub struct WorkerStats {
+    pub done: u64,
+    /// Jobs given up after their delivery limit, or past their deadline.
+    pub failed: u64,
+    /// Copies of jobs already done or held by another worker, dropped.
+    pub duplicates: u64,
+    /// Jobs of cancelled runs, dropped.
+    pub cancelled: u64,
+    /// Messages that did not decode or break the contract, dead-lettered.
+    pub malformed: u64,
+    /// Jobs returned to the queue (platform failure, shutdown).
+    pub returned: u64,
+    pub reconnects: u64,
+    /// Worker overhead per finished batch in microseconds: delivery to acknowledgement, minus the
+    /// source, upload, download and inference phases.
+    pub overhead: Histogram<u64>,
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        Self {
+            done: 0,
+            failed: 0,
+            duplicates: 0,
+            cancelled: 0,
+            malformed: 0,
+            returned: 0,
+            reconnects: 0,
+            overhead: proto::latency::new_histogram(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Beat {
+    state: i32,
+    current: String,
+    done: u64,
+    failed: u64,
+}
+
+/// Result of running one job's phases.
+enum Ran {
+    Finished(Box<BatchMetrics>, Duration),
+    PlatformFailed(PlatformFailure),
+    /// Shutdown came and the grace period ran out.
+    Interrupted,
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+fn backoff(attempt: u32) -> Duration {
+    (BACKOFF_MIN * 2u32.saturating_pow(attempt.min(16))).min(BACKOFF_MAX)
+}
+
+fn unix_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+/// Resolves once `stop` says stop.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Sleeps for `d` unless stop comes first; returns false when stopped.
+async fn pause(d: Duration, stop: &watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = stopped(stop.clone()) => false,
+    }
+}
+
+impl Worker {
+    /// Runs until `shutdown` resolves, then drains and returns what it did.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> WorkerStats {
+        let (stop_tx, stop) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let beat = Arc::new(Mutex::new(Beat { state: BeatState::Idle as i32, ..Default::default() }));
+        let heartbeats = tokio::spawn(self.clone().heartbeat_loop(beat.clone(), stop.clone()));
+        let mut stats = WorkerStats::default();
+        let queue = self.ns.job_queue(&self.platform);
+        let mut failures = 0u32;
+        while !*stop.borrow() {
+            if failures > 0 && !pause(backoff(failures), &stop).await {
+                break;
+            }
+            let connected = tokio::select! {
+                c = (self.connector)() => c,
+                _ = stopped(stop.clone()) => break,
+            };
+            let broker = match connected {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reach the broker; retrying");
+                    failures += 1;
+                    continue;
+                }
+            };
+            let mut subscription = match broker.subscribe(&queue, self.prefetch).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, queue, "cannot consume; has a run for this platform been started?");
+                    broker.close().await;
+                    failures += 1;
+                    continue;
+                }
+            };
+            if failures > 0 {
+                stats.reconnects += 1;
+            }
+            failures = 0;
+            tracing::info!(queue, worker = %self.identity.worker_id, "consuming");
+            loop {
+                let next = tokio::select! {
+                    n = subscription.next() => n,
+                    _ = stopped(stop.clone()) => break,
+                };
+                let delivery = match next {
+                    Some(Ok(d)) => d,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "lost the broker; reconnecting");
+                        failures += 1;
+                        break;
+                    }
+                    None => {
+                        tracing::warn!("the broker ended the subscription; reconnecting");
+                        failures += 1;
+                        break;
+                    }
+                };
+                if let Err(e) = self.handle(broker.as_ref(), delivery, &beat, &stop, &mut stats).await {
+                    tracing::warn!(error = %e, "lost the broker while settling a job; reconnecting");
+                    failures += 1;
+                    break;
+                }
+            }
+            // In order: no new deliveries, then the connection (unsettled deliveries return to the queue).
+            subscription.cancel().await;
+            drop(subscription);
+            broker.close().await;
+        }
+        beat.lock().expect("beat lock").state = BeatState::Draining as i32;
+        let _ = heartbeats.await;
+        stats
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>, beat: Arc<Mutex<Beat>>, stop: watch::Receiver<bool>) {
+        let started = control::now_ms();
+        let ttl = self.heartbeat.as_millis() as u64 * 3;
+        loop {
+            let payload = {
+                let b = beat.lock().expect("beat lock");
+                WorkerHeartbeat {
+                    worker: Some(self.identity.clone()),
+                    versions: Some(self.versions.clone()),
+                    state: if *stop.borrow() { BeatState::Draining as i32 } else { b.state },
+                    current_job: b.current.clone(),
+                    jobs_done: b.done,
+                    jobs_failed: b.failed,
+                    started_unix_ms: started,
+                    sent_unix_ms: control::now_ms(),
+                }
+                .encode_to_vec()
+            };
+            if let Err(e) = self.store.heartbeat(&self.identity.worker_id, &payload, ttl).await {
+                tracing::warn!(error = %e, "heartbeat not recorded");
+            }
+            if !pause(self.heartbeat, &stop).await {
+                return;
+            }
+        }
+    }
+
+    /// Retries a run-state call while the store is unavailable, until it succeeds or shutdown.
+    async fn retry_state<T, F, Fut>(&self, what: &str, stop: &watch::Receiver<bool>, mut call: F) -> Result<T, StateError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StateError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match call().await {
+                Err(StateError::Unavailable(reason)) if !*stop.borrow() => {
+                    tracing::warn!(what, reason, "run-state store unavailable; retrying");
+                    attempt += 1;
+                    if !pause(backoff(attempt), stop).await {
+                        return Err(StateError::Unavailable(reason));
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn change(&self, key: &JobKey, from: &'static [BatchState], to: BatchState, stop: &watch::Receiver<bool>) -> Result<Outcome, StateError> {
+        let change = Change {
+            batch: BatchRef { platform: key.platform.clone(), round: key.round, index: key.batch_index },
+            from,
+            to,
+            owner: if to == BatchState::Running { self.identity.worker_id.clone() } else { String::new() },
+            bump_attempt: false,
+        };
+        let changes = [change];
+        let mut outcomes = self
+            .retry_state("batch transition", stop, || self.store.transition(&key.run_id, &changes, control::now_ms()))
+            .await?;
+        Ok(outcomes.pop().unwrap_or(Outcome::Missing))
+    }
+
+    /// Handles one delivery to the end: it is settled exactly once, unless the broker is lost.
+    async fn handle(
+        &self,
+        broker: &dyn Broker,
+        delivery: Delivery,
+        beat: &Mutex<Beat>,
+        stop: &watch::Receiver<bool>,
+        stats: &mut WorkerStats,
+    ) -> Result<(), BrokerError> {
+        let received = Instant::now();
+        let (key, job) = match proto::validate::batch_job(&delivery.payload) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                tracing::error!(message_id = ?delivery.message_id, error = %e, "malformed job dead-lettered");
+                stats.malformed += 1;
+                return delivery.dead_letter().await;
+            }
+        };
+        if job.platform != self.platform {
+            tracing::error!(job = %key, platform = self.platform, "job for another platform dead-lettered");
+            stats.malformed += 1;
+            return delivery.dead_letter().await;
+        }
+        let redelivered = delivery.previous_deliveries > 0;
+        if job.deadline_unix_ms > 0 && control::now_ms() > job.deadline_unix_ms {
+            tracing::warn!(job = %key, "job past its deadline: failed and dead-lettered");
+            let _ = self.change(&key, rules::claim_from(redelivered), BatchState::Failed, stop).await;
+            stats.failed += 1;
+            return delivery.dead_letter().await;
+        }
+        let claim = match self.change(&key, rules::claim_from(redelivered), BatchState::Running, stop).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(job = %key, error = %e, "cannot claim the job; returning it");
+                stats.returned += 1;
+                return delivery.requeue().await;
+            }
+        };
+        match claim {
+            Outcome::Applied(_) => {}
+            Outcome::Missing => {
+                tracing::error!(job = %key, "job of an unknown run dead-lettered");
+                stats.malformed += 1;
+                return delivery.dead_letter().await;
+            }
+            Outcome::Refused(status) => {
+                match rules::unclaimed(status.state) {
+                    Unclaimed::Duplicate => {
+                        tracing::info!(job = %key, state = %status.state, "duplicate job dropped");
+                        stats.duplicates += 1;
+                    }
+                    Unclaimed::Cancelled => stats.cancelled += 1,
+                }
+                return delivery.ack().await;
+            }
+        }
+        {
+            let mut b = beat.lock().expect("beat lock");
+            b.state = BeatState::Busy as i32;
+            b.current = key.to_string();
+        }
+        let ran = self.run_with_grace(&key, &job, delivery.previous_deliveries, stop).await;
+        {
+            let mut b = beat.lock().expect("beat lock");
+            b.state = BeatState::Idle as i32;
+            b.current.clear();
+        }
+        match ran {
+            Ran::Finished(metrics, phases) => {
+                let message = Outgoing { id: key.to_string(), kind: proto::BATCH_METRICS_TYPE, payload: metrics.encode_to_vec() };
+                broker.publish(&self.ns.metrics_queue(), &[message]).await?;
+                if let Err(e) = self.change(&key, rules::FINISH_FROM, BatchState::Done, stop).await {
+                    // The metrics are safe; the job returns and its next claim sees it again.
+                    tracing::warn!(job = %key, error = %e, "cannot record the job done; returning it");
+                    stats.returned += 1;
+                    return delivery.requeue().await;
+                }
+                delivery.ack().await?;
+                stats.done += 1;
+                beat.lock().expect("beat lock").done += 1;
+                let overhead = received.elapsed().saturating_sub(phases);
+                proto::latency::record(&mut stats.overhead, overhead.as_micros() as u64);
+                tracing::info!(job = %key, upload_ms = metrics.upload.as_ref().map(|p| p.duration_ns / 1_000_000), "batch done");
+                Ok(())
+            }
+            Ran::PlatformFailed(failure) => {
+                let deliveries = delivery.previous_deliveries + 1;
+                if job.max_deliveries > 0 && deliveries >= job.max_deliveries {
+                    tracing::error!(job = %key, platform = self.platform, error = %failure, deliveries, "job failed at its delivery limit; dead-lettered");
+                    let _ = self.change(&key, &[BatchState::Running], BatchState::Failed, stop).await;
+                    stats.failed += 1;
+                    beat.lock().expect("beat lock").failed += 1;
+                    delivery.dead_letter().await
+                } else {
+                    tracing::warn!(job = %key, platform = self.platform, error = %failure, deliveries, "platform failure; returning the job");
+                    let _ = self.change(&key, &[BatchState::Running], BatchState::Queued, stop).await;
+                    pause(backoff(deliveries), stop).await;
+                    stats.returned += 1;
+                    delivery.requeue().await
+                }
+            }
+            Ran::Interrupted => {
+                tracing::warn!(job = %key, "shutdown grace period over; returning the job");
+                let _ = self.change(&key, &[BatchState::Running], BatchState::Queued, stop).await;
+                stats.returned += 1;
+                delivery.requeue().await
+            }
+        }
+    }
+
+    /// Runs the phases; on shutdown, waits up to the grace period for them to finish.
+    async fn run_with_grace(&self, key: &JobKey, job: &BatchJob, previous_deliveries: u32, stop: &watch::Receiver<bool>) -> Ran {
+        let work = self.execute(key, job, previous_deliveries);
+        tokio::pin!(work);
+        tokio::select! {
+            ran = &mut work => ran,
+            _ = stopped(stop.clone()) => {
+                tracing::info!(job = %key, grace_s = self.grace.as_secs(), "shutdown requested; finishing the job in hand");
+                tokio::time::timeout(self.grace, work).await.unwrap_or(Ran::Interrupted)
+            }
+        }
+    }
+
+    async fn execute(&self, key: &JobKey, job: &BatchJob, previous_deliveries: u32) -> Ran {
+        let started_unix_ns = unix_ns();
+        let transfer = Transfer {
+            source: self.source.as_ref(),
+            target: self.target.as_ref(),
+            concurrency: self.concurrency,
+            prefix: format!("cloudbench/{}/{}/{}", job.run_id, job.round, job.platform),
+            keep_uploads: self.keep_uploads,
+        };
+        match transfer.run(&job.objects).await {
+            Err(failure) => Ran::PlatformFailed(failure),
+            Ok(run) => {
+                let phases = run.source.duration + run.upload.duration + run.download.duration;
+                let ctx = Context {
+                    identity: &self.identity,
+                    versions: &self.versions,
+                    started_unix_ns,
+                    finished_unix_ns: unix_ns(),
+                    previous_deliveries,
+                };
+                Ran::Finished(Box::new(metrics::batch_metrics(key, job, &run, &ctx)), phases)
+            }
+        }
+    }
+}
