@@ -4,10 +4,12 @@
 //!   acknowledgements) with [`AmqpBroker`] for RabbitMQ and [`MemoryBroker`] for the embedded run.
 //! - [`state`]: the [`RunStore`] trait (per-batch state, progress counts, worker heartbeats) with
 //!   [`RedisStore`] and [`MemoryStore`]; the transition rules themselves are pure, in [`state::rules`].
+//! - [`consume`]: the reconnecting consumer loop shared by workers and the collector.
 //! - [`Namespace`] names every queue and key, so concurrent deployments and tests never collide.
 //! - [`redact`] strips credentials from URLs before they reach a log line.
 
 pub mod broker;
+pub mod consume;
 mod redact;
 pub mod state;
 

@@ -97,27 +97,31 @@ impl Transfer<'_> {
     }
 
     /// Runs the source read, upload and download phases of a batch of `objects`.
+    // The stream closures take indices, not references: closures over borrowed items make the
+    // future's `Send` proof fail (higher-ranked lifetimes) where an async trait method awaits it.
     pub async fn run(&self, objects: &[ObjectRef]) -> Result<BatchRun, PlatformFailure> {
         let concurrency = self.concurrency.max(1);
 
         // Source: read the images the worker will upload, verified against the manifest.
         let mut source = PhaseRun::new();
         let started = Instant::now();
-        let reads = futures::stream::iter(objects.iter().map(|o| async move {
-            let t = Instant::now();
-            let result = self.source.get(&o.key).await;
-            (o, result, t.elapsed())
-        }))
-        .buffered(concurrency)
-        .collect::<Vec<_>>()
-        .await;
-        let mut ready: Vec<(&ObjectRef, Bytes)> = Vec::with_capacity(objects.len());
-        for (object, result, took) in reads {
+        let reads = futures::stream::iter(0..objects.len())
+            .map(|i| async move {
+                let t = Instant::now();
+                let result = self.source.get(&objects[i].key).await;
+                (i, result, t.elapsed())
+            })
+            .buffered(concurrency)
+            .collect::<Vec<_>>()
+            .await;
+        let mut ready: Vec<(usize, Bytes)> = Vec::with_capacity(objects.len());
+        for (i, result, took) in reads {
             source.requests += 1;
             proto::latency::record(&mut source.latency, micros(took));
+            let object = &objects[i];
             match result {
                 Ok(data) if data.len() as u64 == object.size && verify(data.clone(), object.sha256.clone()).await => {
-                    ready.push((object, data))
+                    ready.push((i, data))
                 }
                 Ok(_) => source.fail("checksum_mismatch"),
                 Err(e) if e.kind.is_platform_failure() => return Err(PlatformFailure::new("reading the dataset", self.source, e)),
@@ -129,43 +133,47 @@ impl Transfer<'_> {
         // Upload: the paper's upload time, the wall time of putting the whole batch.
         let mut upload = PhaseRun::new();
         let started = Instant::now();
-        let puts = futures::stream::iter(ready.iter().map(|(o, data)| async move {
-            let t = Instant::now();
-            let result = self.target.put(&self.upload_key(&o.key), data.clone()).await;
-            (*o, result, t.elapsed())
-        }))
-        .buffer_unordered(concurrency)
-        .collect::<Vec<_>>()
-        .await;
+        let ready = &ready;
+        let puts = futures::stream::iter(0..ready.len())
+            .map(|j| async move {
+                let (i, data) = &ready[j];
+                let t = Instant::now();
+                let result = self.target.put(&self.upload_key(&objects[*i].key), data.clone()).await;
+                (*i, result, t.elapsed())
+            })
+            .buffer_unordered(concurrency)
+            .collect::<Vec<_>>()
+            .await;
         upload.duration = started.elapsed();
-        let mut uploaded = Vec::with_capacity(ready.len());
-        for (object, result, took) in puts {
+        let mut uploaded: Vec<usize> = Vec::with_capacity(ready.len());
+        for (i, result, took) in puts {
             upload.requests += 1;
             proto::latency::record(&mut upload.latency, micros(took));
             match result {
-                Ok(()) => uploaded.push(object),
+                Ok(()) => uploaded.push(i),
                 Err(e) if e.kind.is_platform_failure() => return Err(PlatformFailure::new("upload", self.target, e)),
                 Err(e) => upload.fail(e.kind.as_str()),
             }
         }
-        drop(ready);
 
         // Download: get every uploaded object back and verify every byte.
         let mut download = PhaseRun::new();
         let started = Instant::now();
-        let gets = futures::stream::iter(uploaded.iter().map(|o| async move {
-            let t = Instant::now();
-            let result = self.target.get(&self.upload_key(&o.key)).await;
-            let took = t.elapsed();
-            let verified = match &result {
-                Ok(data) => verify(data.clone(), o.sha256.clone()).await,
-                Err(_) => false,
-            };
-            (result.map(|_| verified), took)
-        }))
-        .buffer_unordered(concurrency)
-        .collect::<Vec<_>>()
-        .await;
+        let gets = futures::stream::iter(uploaded.clone())
+            .map(|i| async move {
+                let object = &objects[i];
+                let t = Instant::now();
+                let result = self.target.get(&self.upload_key(&object.key)).await;
+                let took = t.elapsed();
+                let verified = match &result {
+                    Ok(data) => verify(data.clone(), object.sha256.clone()).await,
+                    Err(_) => false,
+                };
+                (result.map(|_| verified), took)
+            })
+            .buffer_unordered(concurrency)
+            .collect::<Vec<_>>()
+            .await;
         download.duration = started.elapsed();
         for (result, took) in gets {
             download.requests += 1;
@@ -180,14 +188,14 @@ impl Transfer<'_> {
 
         if !self.keep_uploads {
             // Not timed; a failed delete leaves an object under the run's prefix, nothing worse.
-            futures::stream::iter(uploaded.iter().map(|o| async move { self.target.delete(&self.upload_key(&o.key)).await }))
+            let deletes = futures::stream::iter(uploaded)
+                .map(|i| async move { self.target.delete(&self.upload_key(&objects[i].key)).await })
                 .buffer_unordered(concurrency)
-                .for_each(|r| async move {
-                    if let Err(e) = r {
-                        tracing::warn!(error = %e, "deleting an uploaded object failed");
-                    }
-                })
+                .collect::<Vec<_>>()
                 .await;
+            for e in deletes.into_iter().filter_map(Result::err) {
+                tracing::warn!(error = %e, "deleting an uploaded object failed");
+            }
         }
         Ok(BatchRun { source, upload, download })
     }

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use control::state::rules::{self, Unclaimed};
 use control::state::{BatchRef, BatchState, Change, Outcome};
+use control::consume::{Handler, backoff, consume, pause, stopped};
+pub use control::consume::Connector;
 use control::{Broker, BrokerError, Delivery, Namespace, Outgoing, RunStore, StateError};
-use futures::future::BoxFuture;
 use hdrhistogram::Histogram;
 use prost::Message;
 use proto::v1::worker_heartbeat::State as BeatState;
@@ -23,9 +24,6 @@ use tokio::sync::watch;
 
 use crate::metrics::{self, Context};
 use crate::phases::{PlatformFailure, Transfer};
-
-/// Opens a new broker session; called again after every connection loss.
-pub type Connector = Arc<dyn Fn() -> BoxFuture<'static, Result<Arc<dyn Broker>, BrokerError>> + Send + Sync>;
 
 /// Everything a worker needs besides its broker session.
 pub struct Worker {
@@ -98,27 +96,22 @@ enum Ran {
     Interrupted,
 }
 
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
-
-fn backoff(attempt: u32) -> Duration {
-    (BACKOFF_MIN * 2u32.saturating_pow(attempt.min(16))).min(BACKOFF_MAX)
-}
-
 fn unix_ns() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
-/// Resolves once `stop` says stop.
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
+/// One run of the worker's loop: the state the handler needs between deliveries.
+struct Session<'a> {
+    worker: &'a Worker,
+    beat: &'a Mutex<Beat>,
+    stop: &'a watch::Receiver<bool>,
+    stats: WorkerStats,
 }
 
-/// Sleeps for `d` unless stop comes first; returns false when stopped.
-async fn pause(d: Duration, stop: &watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => true,
-        _ = stopped(stop.clone()) => false,
+#[async_trait::async_trait]
+impl Handler for Session<'_> {
+    async fn handle(&mut self, broker: &dyn Broker, delivery: Delivery) -> Result<(), BrokerError> {
+        self.worker.handle(broker, delivery, self.beat, self.stop, &mut self.stats).await
     }
 }
 
@@ -132,68 +125,11 @@ impl Worker {
         });
         let beat = Arc::new(Mutex::new(Beat { state: BeatState::Idle as i32, ..Default::default() }));
         let heartbeats = tokio::spawn(self.clone().heartbeat_loop(beat.clone(), stop.clone()));
-        let mut stats = WorkerStats::default();
-        let queue = self.ns.job_queue(&self.platform);
-        let mut failures = 0u32;
-        while !*stop.borrow() {
-            if failures > 0 && !pause(backoff(failures), &stop).await {
-                break;
-            }
-            let connected = tokio::select! {
-                c = (self.connector)() => c,
-                _ = stopped(stop.clone()) => break,
-            };
-            let broker = match connected {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot reach the broker; retrying");
-                    failures += 1;
-                    continue;
-                }
-            };
-            let mut subscription = match broker.subscribe(&queue, self.prefetch).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, queue, "cannot consume; has a run for this platform been started?");
-                    broker.close().await;
-                    failures += 1;
-                    continue;
-                }
-            };
-            if failures > 0 {
-                stats.reconnects += 1;
-            }
-            failures = 0;
-            tracing::info!(queue, worker = %self.identity.worker_id, "consuming");
-            loop {
-                let next = tokio::select! {
-                    n = subscription.next() => n,
-                    _ = stopped(stop.clone()) => break,
-                };
-                let delivery = match next {
-                    Some(Ok(d)) => d,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "lost the broker; reconnecting");
-                        failures += 1;
-                        break;
-                    }
-                    None => {
-                        tracing::warn!("the broker ended the subscription; reconnecting");
-                        failures += 1;
-                        break;
-                    }
-                };
-                if let Err(e) = self.handle(broker.as_ref(), delivery, &beat, &stop, &mut stats).await {
-                    tracing::warn!(error = %e, "lost the broker while settling a job; reconnecting");
-                    failures += 1;
-                    break;
-                }
-            }
-            // In order: no new deliveries, then the connection (unsettled deliveries return to the queue).
-            subscription.cancel().await;
-            drop(subscription);
-            broker.close().await;
-        }
+        let mut session = Session { worker: &self, beat: &beat, stop: &stop, stats: WorkerStats::default() };
+        tracing::info!(worker = %self.identity.worker_id, platform = self.platform, "worker running");
+        let reconnects = consume(&self.connector, &self.ns.job_queue(&self.platform), self.prefetch, &stop, &mut session).await;
+        let mut stats = session.stats;
+        stats.reconnects = reconnects;
         beat.lock().expect("beat lock").state = BeatState::Draining as i32;
         let _ = heartbeats.await;
         stats
