@@ -1,1 +1,21 @@
+//! The analyzer: collects batch metrics into a durable store and turns them into results.
+//!
+//! - [`store`]: append-only per-run logs, deduplicated by job key, durable before acknowledgement.
+//! - [`collect`]: the consumer that moves metrics from the queue into the store.
+//! - [`rows`]: per-batch rows with the paper's derived measures (pure).
+//! - [`export`]: rows to CSV or JSON (pure).
 
+pub mod collect;
+pub mod export;
+pub mod rows;
+pub mod store;
+
+use rows::BatchRow;
+use store::{MetricsStore, StoreError};
+
+/// Reads a run's metrics from the store as sorted rows.
+pub fn run_rows(store: &MetricsStore, run_id: &str) -> Result<Vec<BatchRow>, StoreError> {
+    let mut rows: Vec<BatchRow> = store.read(run_id)?.iter().map(BatchRow::from_metrics).collect();
+    rows::sort(&mut rows);
+    Ok(rows)
+}

@@ -1,0 +1,73 @@
+//! `analyzer collect`: moves `BatchMetrics` from the metrics queue into the store.
+//!
+//! Each message is validated, appended (deduplicated by job key, on disk before the call returns) and
+//! only then acknowledged. A message that does not decode is dead-lettered; a redelivered or duplicated
+//! message is acknowledged without being stored twice.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use control::consume::{Connector, Handler, consume};
+use control::{Broker, BrokerError, Delivery, Namespace};
+use tokio::sync::watch;
+
+use crate::store::MetricsStore;
+
+/// What the collector did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CollectStats {
+    pub stored: u64,
+    pub duplicates: u64,
+    pub malformed: u64,
+    pub reconnects: u64,
+}
+
+struct Collector {
+    store: Arc<Mutex<MetricsStore>>,
+    stats: CollectStats,
+    stop: watch::Receiver<bool>,
+}
+
+#[async_trait]
+impl Handler for Collector {
+    async fn handle(&mut self, _broker: &dyn Broker, delivery: Delivery) -> Result<(), BrokerError> {
+        let key = match proto::validate::batch_metrics(&delivery.payload) {
+            Ok((key, _)) => key,
+            Err(e) => {
+                tracing::error!(message_id = ?delivery.message_id, error = %e, "malformed metrics dead-lettered");
+                self.stats.malformed += 1;
+                return delivery.dead_letter().await;
+            }
+        };
+        let store = self.store.clone();
+        let payload = delivery.payload.clone();
+        let append_key = key.clone();
+        let appended = tokio::task::spawn_blocking(move || store.lock().expect("store lock").append(&append_key, &payload))
+            .await
+            .expect("append does not panic");
+        match appended {
+            Ok(true) => {
+                self.stats.stored += 1;
+                tracing::debug!(job = %key, "metrics stored");
+            }
+            Ok(false) => {
+                self.stats.duplicates += 1;
+                tracing::info!(job = %key, "duplicate metrics dropped");
+            }
+            Err(e) => {
+                // Not stored, so not acknowledged: the message waits in the queue for a fixed disk.
+                tracing::error!(job = %key, error = %e, "cannot store metrics; returning them to the queue");
+                control::consume::pause(std::time::Duration::from_secs(1), &self.stop).await;
+                return delivery.requeue().await;
+            }
+        }
+        delivery.ack().await
+    }
+}
+
+/// Collects from the namespace's metrics queue into `store` until `stop`.
+pub async fn collect(connector: &Connector, ns: &Namespace, store: Arc<Mutex<MetricsStore>>, stop: watch::Receiver<bool>) -> CollectStats {
+    let mut collector = Collector { store, stats: CollectStats::default(), stop: stop.clone() };
+    let reconnects = consume(connector, &ns.metrics_queue(), 64, &stop, &mut collector).await;
+    CollectStats { reconnects, ..collector.stats }
+}
