@@ -4,11 +4,13 @@
 //! - [`collect`]: the consumer that moves metrics from the queue into the store.
 //! - [`rows`]: per-batch rows with the paper's derived measures (pure).
 //! - [`export`]: rows to CSV or JSON (pure).
+//! - [`summary`]: a per-platform Markdown summary of the rows (pure).
 
 pub mod collect;
 pub mod export;
 pub mod rows;
 pub mod store;
+pub mod summary;
 
 use rows::BatchRow;
 use store::{MetricsStore, StoreError};

@@ -87,7 +87,7 @@ mod tests {
             attempt: 2,
             ..Default::default()
         };
-        let run = BatchRun { source: phase(1, &[]), upload: phase(20, &[("throttled", 1)]), download: phase(10, &[("checksum_mismatch", 1)]) };
+        let run = BatchRun { source: phase(1, &[]), upload: phase(20, &[("throttled", 1)]), download: phase(10, &[("checksum_mismatch", 1)]), cleanup: Duration::ZERO };
         let key = proto::JobKey::new("r", 1, "aws", 4).unwrap();
         let identity = WorkerIdentity { worker_id: "w1".into(), ..Default::default() };
         let versions = Versions::default();

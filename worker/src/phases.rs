@@ -62,6 +62,8 @@ pub struct BatchRun {
     pub source: PhaseRun,
     pub upload: PhaseRun,
     pub download: PhaseRun,
+    /// Time spent deleting the uploads after the batch: storage work outside the timed phases.
+    pub cleanup: Duration,
 }
 
 /// Where a batch's objects come from and go to, and how.
@@ -186,6 +188,7 @@ impl Transfer<'_> {
             }
         }
 
+        let cleanup_started = Instant::now();
         if !self.keep_uploads {
             // Not timed; a failed delete leaves an object under the run's prefix, nothing worse.
             let deletes = futures::stream::iter(uploaded)
@@ -197,7 +200,7 @@ impl Transfer<'_> {
                 tracing::warn!(error = %e, "deleting an uploaded object failed");
             }
         }
-        Ok(BatchRun { source, upload, download })
+        Ok(BatchRun { source, upload, download, cleanup: cleanup_started.elapsed() })
     }
 }
 

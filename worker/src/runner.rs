@@ -61,7 +61,7 @@ pub struct WorkerStats {
     pub returned: u64,
     pub reconnects: u64,
     /// Worker overhead per finished batch in microseconds: delivery to acknowledgement, minus the
-    /// source, upload, download and inference phases.
+    /// storage and model work (source, upload, download, inference, cleanup of uploads).
     pub overhead: Histogram<u64>,
 }
 
@@ -333,7 +333,7 @@ impl Worker {
         match transfer.run(&job.objects).await {
             Err(failure) => Ran::PlatformFailed(failure),
             Ok(run) => {
-                let phases = run.source.duration + run.upload.duration + run.download.duration;
+                let phases = run.source.duration + run.upload.duration + run.download.duration + run.cleanup;
                 let ctx = Context {
                     identity: &self.identity,
                     versions: &self.versions,

@@ -1,0 +1,82 @@
+use std::path::PathBuf;
+
+use analyzer::export::{self, Format};
+use analyzer::store::MetricsStore;
+use anyhow::Context;
+use clap::Parser;
+
+/// Runs the whole benchmark in one process (no external service) and writes its metrics.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// Output folder: dataset, buckets, metrics store, CSV and JSON exports.
+    #[arg(long, default_value = "out/embedded")]
+    out: PathBuf,
+    /// Images in the generated dataset.
+    #[arg(long, default_value_t = 1024)]
+    images: u64,
+    /// Images per batch.
+    #[arg(long, default_value_t = 64)]
+    batch_size: u32,
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
+    /// Workers per platform.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Storage requests in flight per phase.
+    #[arg(long, default_value_t = worker::config::DEFAULT_CONCURRENCY)]
+    concurrency: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Run id; defaults to one derived from the clock.
+    #[arg(long)]
+    run_id: Option<String>,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    if let Err(e) = runtime.block_on(run(args)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let run_id = args.run_id.unwrap_or_else(|| format!("embedded-{}", control::now_ms() / 1000));
+    proto::check_name("run id", &run_id)?;
+    let settings = embedded::Settings {
+        out: args.out.clone(),
+        images: args.images,
+        batch_size: args.batch_size,
+        rounds: args.rounds,
+        workers_per_platform: args.workers,
+        concurrency: args.concurrency,
+        seed: args.seed,
+        run_id: run_id.clone(),
+    };
+    eprintln!("embedded run {run_id}: {} images in batches of {}, {} workers per platform", args.images, args.batch_size, args.workers);
+    let outcome = embedded::run(&settings).await?;
+    let store = MetricsStore::open(&outcome.store_dir)?;
+    let rows = analyzer::run_rows(&store, &run_id)?;
+    for (format, name) in [(Format::Csv, "metrics.csv"), (Format::Json, "metrics.json")] {
+        let path = args.out.join(name);
+        std::fs::write(&path, export::render(&rows, format)).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let summary = analyzer::summary::render_markdown(&run_id, &rows);
+    let summary_path = args.out.join("summary.md");
+    std::fs::write(&summary_path, &summary).with_context(|| format!("writing {}", summary_path.display()))?;
+    print!("{summary}");
+    println!(
+        "\n{} batches collected of {} in {:.1} s; metrics in {} (metrics.csv, metrics.json, summary.md)",
+        outcome.stored,
+        outcome.batches,
+        outcome.elapsed.as_secs_f64(),
+        args.out.display()
+    );
+    Ok(())
+}
