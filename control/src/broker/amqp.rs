@@ -37,10 +37,15 @@ fn refused(what: impl Into<String>) -> impl FnOnce(lapin::Error) -> BrokerError 
 impl AmqpBroker {
     /// Connects to `url` (`amqp://user:pass@host:port/vhost`) and opens the publishing channel.
     pub async fn connect(url: &str) -> Result<Self, BrokerError> {
+        Self::connect_named(url, &format!("cloudbench-{}", std::process::id())).await
+    }
+
+    /// Connects like [`AmqpBroker::connect`], showing `name` as the connection's name on the broker
+    /// (`rabbitmqctl list_connections client_properties`).
+    pub async fn connect_named(url: &str, name: &str) -> Result<Self, BrokerError> {
         let redacted = crate::redact(url);
         let unreachable = |e: lapin::Error| BrokerError::Unreachable { url: redacted.clone(), reason: e.to_string() };
-        let properties = ConnectionProperties::default()
-            .with_connection_name(format!("cloudbench-{}", std::process::id()).into());
+        let properties = ConnectionProperties::default().with_connection_name(name.into());
         let connection = tokio::time::timeout(std::time::Duration::from_secs(10), Connection::connect(url, properties))
             .await
             .map_err(|_| BrokerError::Unreachable { url: redacted.clone(), reason: "no answer within 10 s".into() })?

@@ -1,0 +1,147 @@
+//! Helpers shared by the system tests: service addresses, unique names, datasets, binaries, waits.
+//!
+//! The services are real: `scripts/test.sh` starts RabbitMQ and Redis and exports `AMQP_URL` and
+//! `REDIS_URL`; without them every test here fails with the connection error.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use control::consume::Connector;
+use control::{AmqpBroker, Broker, Namespace, RedisStore};
+use coordinator::manifest::{Entry, Manifest, sha256_hex};
+use rand::{Rng, SeedableRng};
+
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A name no other test or test run uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}-{}-{nanos:x}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn namespace(prefix: &str) -> Namespace {
+    Namespace::new(&unique(prefix)).unwrap()
+}
+
+pub async fn broker() -> AmqpBroker {
+    AmqpBroker::connect(&amqp_url()).await.expect("RabbitMQ must be running (scripts/test.sh starts it)")
+}
+
+pub async fn state(ns: &Namespace) -> RedisStore {
+    RedisStore::connect(&redis_url(), ns.clone()).await.expect("Redis must be running (scripts/test.sh starts it)")
+}
+
+pub fn connector() -> Connector {
+    Arc::new(|| Box::pin(async { AmqpBroker::connect(&amqp_url()).await.map(|b| Arc::new(b) as Arc<dyn Broker>) }))
+}
+
+/// Writes `count` files of `size` random bytes named like images, and their manifest.
+pub fn dataset(dir: &Path, count: usize, size: usize) -> Manifest {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(count as u64);
+    let entries = (0..count)
+        .map(|i| {
+            let data: Vec<u8> = (0..size).map(|_| rng.random()).collect();
+            let key = format!("{i:06}.jpg");
+            std::fs::write(dir.join(&key), &data).unwrap();
+            Entry { key, size: data.len() as u64, sha256: sha256_hex(&data) }
+        })
+        .collect();
+    let manifest = Manifest::new("test".into(), entries).unwrap();
+    manifest.save(&dir.join("manifest.json")).unwrap();
+    manifest
+}
+
+/// Writes a run spec for `platforms` over `manifest_dir/manifest.json`.
+pub fn spec(dir: &Path, manifest_dir: &Path, batch_size: u32, platforms: &[&str]) -> PathBuf {
+    let mut text = format!("manifest = \"{}\"\nbatch_size = {batch_size}\ndelivery_limit = 3\n", manifest_dir.join("manifest.json").display());
+    for p in platforms {
+        text.push_str(&format!("[[platform]]\nname = \"{p}\"\n"));
+    }
+    let path = dir.join("run.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Path of a workspace binary; `scripts/test.sh` builds them before the tests.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let path = dir.join(name);
+    assert!(path.exists(), "{} not built: run `cargo build --workspace --bins` first", path.display());
+    path
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, failing the test after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A child process killed when dropped, so a failing test leaves nothing behind.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts an in-process worker for `platform`; send `true` on the returned sender to stop it.
+pub fn spawn_worker(
+    ns: &Namespace,
+    platform: &str,
+    dataset: &Path,
+    bucket: &Path,
+    state: Arc<dyn control::RunStore>,
+) -> (tokio::task::JoinHandle<worker::runner::WorkerStats>, tokio::sync::watch::Sender<bool>) {
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let worker = Arc::new(worker::runner::Worker {
+        platform: platform.to_owned(),
+        ns: ns.clone(),
+        prefetch: 1,
+        concurrency: 4,
+        grace: Duration::from_secs(10),
+        heartbeat: Duration::from_secs(1),
+        keep_uploads: false,
+        identity: proto::v1::WorkerIdentity { worker_id: unique(platform), platform: platform.to_owned(), ..Default::default() },
+        versions: Default::default(),
+        source: Arc::new(storage::LocalDirStore::open(dataset, false).unwrap()),
+        target: Arc::new(storage::LocalDirStore::create(bucket, false).unwrap()),
+        store: state,
+        connector: connector(),
+    });
+    (tokio::spawn(worker.run(control::consume::stopped(stop))), stop_tx)
+}
+
+/// Starts an in-process collector into `store`.
+pub fn spawn_collector(
+    ns: &Namespace,
+    store: Arc<std::sync::Mutex<analyzer::store::MetricsStore>>,
+) -> (tokio::task::JoinHandle<analyzer::collect::CollectStats>, tokio::sync::watch::Sender<bool>) {
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let ns = ns.clone();
+    (tokio::spawn(async move { analyzer::collect::collect(&connector(), &ns, store, stop).await }), stop_tx)
+}
