@@ -43,10 +43,12 @@ pub async fn pause(d: Duration, stop: &watch::Receiver<bool>) -> bool {
 }
 
 /// Consumes `queue` until `stop`, reconnecting after every failure. Returns the number of
-/// reconnections. On stop it cancels the subscription, then closes the connection.
+/// reconnections (sessions opened after a lost one). On stop it cancels the subscription, then closes the connection.
 pub async fn consume(connector: &Connector, queue: &str, prefetch: u16, stop: &watch::Receiver<bool>, handler: &mut dyn Handler) -> u64 {
     let mut failures = 0u32;
     let mut reconnects = 0u64;
+    // Waiting for the queue at start-up is not a reconnection; only a session after a lost one is.
+    let mut had_session = false;
     while !*stop.borrow() {
         if failures > 0 && !pause(backoff(failures), stop).await {
             break;
@@ -72,15 +74,18 @@ pub async fn consume(connector: &Connector, queue: &str, prefetch: u16, stop: &w
                 continue;
             }
         };
-        if failures > 0 {
+        if had_session {
             reconnects += 1;
         }
+        had_session = true;
         failures = 0;
         tracing::info!(queue, "consuming");
         loop {
+            // Biased: once stop is requested no new delivery is taken, even one already waiting.
             let next = tokio::select! {
-                n = subscription.next() => n,
+                biased;
                 _ = stopped(stop.clone()) => break,
+                n = subscription.next() => n,
             };
             let result = match next {
                 Some(Ok(delivery)) => handler.handle(broker.as_ref(), delivery).await,

@@ -46,7 +46,7 @@ pub struct Worker {
 }
 
 /// What a worker did, returned when it stops.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WorkerStats {
     pub done: u64,
     /// Jobs given up after their delivery limit, or past their deadline.
@@ -63,6 +63,23 @@ pub struct WorkerStats {
     /// Worker overhead per finished batch in microseconds: delivery to acknowledgement, minus the
     /// storage and model work (source, upload, download, inference, cleanup of uploads).
     pub overhead: Histogram<u64>,
+}
+
+impl std::fmt::Debug for WorkerStats {
+    /// Prints the counts and the overhead's quantiles, not the histogram's buckets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerStats")
+            .field("done", &self.done)
+            .field("failed", &self.failed)
+            .field("duplicates", &self.duplicates)
+            .field("cancelled", &self.cancelled)
+            .field("malformed", &self.malformed)
+            .field("returned", &self.returned)
+            .field("reconnects", &self.reconnects)
+            .field("overhead_p50_us", &self.overhead.value_at_quantile(0.5))
+            .field("overhead_p99_us", &self.overhead.value_at_quantile(0.99))
+            .finish()
+    }
 }
 
 impl Default for WorkerStats {
@@ -243,16 +260,18 @@ impl Worker {
                 stats.malformed += 1;
                 return delivery.dead_letter().await;
             }
-            Outcome::Refused(status) => {
-                match rules::unclaimed(status.state) {
-                    Unclaimed::Duplicate => {
-                        tracing::info!(job = %key, state = %status.state, "duplicate job dropped");
-                        stats.duplicates += 1;
-                    }
-                    Unclaimed::Cancelled => stats.cancelled += 1,
+            Outcome::Refused(status) => match rules::unclaimed(status.state, &status.owner, &self.identity.worker_id) {
+                Unclaimed::Mine => {}
+                Unclaimed::Duplicate => {
+                    tracing::info!(job = %key, state = %status.state, "duplicate job dropped");
+                    stats.duplicates += 1;
+                    return delivery.ack().await;
                 }
-                return delivery.ack().await;
-            }
+                Unclaimed::Cancelled => {
+                    stats.cancelled += 1;
+                    return delivery.ack().await;
+                }
+            },
         }
         {
             let mut b = beat.lock().expect("beat lock");

@@ -104,15 +104,19 @@ pub const CANCEL_FROM: &[BatchState] = &[BatchState::Pending, BatchState::Enqueu
 /// What a worker does with a job it could not claim, given the batch's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unclaimed {
+    /// The batch is already `running` under this worker's id: an earlier claim of ours went through
+    /// though its answer was lost (the store restarted mid-call). Run it.
+    Mine,
     /// Another copy of the job ran or runs: acknowledge and drop this one.
     Duplicate,
     /// The run was cancelled: acknowledge and drop.
     Cancelled,
 }
 
-/// Classifies a refused claim by the state that refused it.
-pub fn unclaimed(state: BatchState) -> Unclaimed {
+/// Classifies a refused claim by the state and owner that refused it; `me` is the claiming worker.
+pub fn unclaimed(state: BatchState, owner: &str, me: &str) -> Unclaimed {
     match state {
+        BatchState::Running if owner == me => Unclaimed::Mine,
         BatchState::Cancelled => Unclaimed::Cancelled,
         _ => Unclaimed::Duplicate,
     }
@@ -136,8 +140,10 @@ mod tests {
     fn only_a_redelivery_takes_over_a_running_batch() {
         assert!(claim_from(true).contains(&BatchState::Running));
         assert!(!claim_from(false).contains(&BatchState::Running));
-        assert_eq!(unclaimed(BatchState::Running), Unclaimed::Duplicate);
-        assert_eq!(unclaimed(BatchState::Cancelled), Unclaimed::Cancelled);
+        assert_eq!(unclaimed(BatchState::Running, "w1", "w2"), Unclaimed::Duplicate);
+        assert_eq!(unclaimed(BatchState::Running, "w2", "w2"), Unclaimed::Mine);
+        assert_eq!(unclaimed(BatchState::Done, "", "w2"), Unclaimed::Duplicate);
+        assert_eq!(unclaimed(BatchState::Cancelled, "", "w2"), Unclaimed::Cancelled);
     }
 
     #[test]

@@ -30,7 +30,12 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos:x}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
+/// A fresh namespace for one test; also turns on logs when `RUST_LOG` asks for them.
 pub fn namespace(prefix: &str) -> Namespace {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "off".into()))
+        .with_test_writer()
+        .try_init();
     Namespace::new(&unique(prefix)).unwrap()
 }
 
@@ -117,6 +122,23 @@ pub fn spawn_worker(
     bucket: &Path,
     state: Arc<dyn control::RunStore>,
 ) -> (tokio::task::JoinHandle<worker::runner::WorkerStats>, tokio::sync::watch::Sender<bool>) {
+    spawn_named_worker(ns, platform, dataset, bucket, state, &unique(platform))
+}
+
+/// Like [`spawn_worker`], with `name` as the worker id and the broker connection's name.
+pub fn spawn_named_worker(
+    ns: &Namespace,
+    platform: &str,
+    dataset: &Path,
+    bucket: &Path,
+    state: Arc<dyn control::RunStore>,
+    name: &str,
+) -> (tokio::task::JoinHandle<worker::runner::WorkerStats>, tokio::sync::watch::Sender<bool>) {
+    let connection_name = name.to_owned();
+    let connector: Connector = Arc::new(move || {
+        let name = connection_name.clone();
+        Box::pin(async move { AmqpBroker::connect_named(&amqp_url(), &name).await.map(|b| Arc::new(b) as Arc<dyn Broker>) })
+    });
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let worker = Arc::new(worker::runner::Worker {
         platform: platform.to_owned(),
@@ -126,12 +148,12 @@ pub fn spawn_worker(
         grace: Duration::from_secs(10),
         heartbeat: Duration::from_secs(1),
         keep_uploads: false,
-        identity: proto::v1::WorkerIdentity { worker_id: unique(platform), platform: platform.to_owned(), ..Default::default() },
+        identity: proto::v1::WorkerIdentity { worker_id: name.to_owned(), platform: platform.to_owned(), ..Default::default() },
         versions: Default::default(),
         source: Arc::new(storage::LocalDirStore::open(dataset, false).unwrap()),
         target: Arc::new(storage::LocalDirStore::create(bucket, false).unwrap()),
         store: state,
-        connector: connector(),
+        connector,
     });
     (tokio::spawn(worker.run(control::consume::stopped(stop))), stop_tx)
 }
