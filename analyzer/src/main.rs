@@ -50,16 +50,8 @@ enum Command {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    if let Err(e) = runtime.block_on(run(cli)) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+    control::process::run_main("info", run(cli));
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -71,9 +63,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let stop_tx = Arc::new(stop_tx);
             let signal_tx = stop_tx.clone();
             tokio::spawn(async move {
-                use tokio::signal::unix::{SignalKind, signal};
-                let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-                tokio::select! { _ = term.recv() => {}, _ = tokio::signal::ctrl_c() => {} }
+                control::process::shutdown_signal().await;
                 let _ = signal_tx.send(true);
             });
             if let Some(run_id) = until_complete {

@@ -5,11 +5,13 @@
 //! - [`state`]: the [`RunStore`] trait (per-batch state, progress counts, worker heartbeats) with
 //!   [`RedisStore`] and [`MemoryStore`]; the transition rules themselves are pure, in [`state::rules`].
 //! - [`consume`]: the reconnecting consumer loop shared by workers and the collector.
+//! - [`process`]: logging, runtime, error line and signals shared by every binary.
 //! - [`Namespace`] names every queue and key, so concurrent deployments and tests never collide.
 //! - [`redact`] strips credentials from URLs before they reach a log line.
 
 pub mod broker;
 pub mod consume;
+pub mod process;
 mod redact;
 pub mod state;
 

@@ -89,16 +89,8 @@ enum DatasetCommand {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    if let Err(e) = runtime.block_on(run(cli)) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+    control::process::run_main("warn", run(cli));
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

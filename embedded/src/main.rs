@@ -34,16 +34,8 @@ struct Args {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    if let Err(e) = runtime.block_on(run(args)) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+    control::process::run_main("warn", run(args));
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

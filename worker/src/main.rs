@@ -9,34 +9,15 @@ use worker::config::{Args, WorkerConfig};
 use worker::runner::{Connector, Worker};
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    if let Err(e) = runtime.block_on(run(args)) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutdown requested");
+    control::process::run_main("info", run(args));
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = WorkerConfig::from_args(args).map_err(anyhow::Error::msg)?;
     let source = worker::open_storage(&config.dataset).context("dataset")?;
     let target = worker::open_storage(&config.storage).with_context(|| format!("platform {} storage", config.platform))?;
-    let shutdown = tokio::spawn(shutdown_signal());
+    let shutdown = tokio::spawn(control::process::shutdown_signal());
     // Redis may not be up yet (a fresh deployment): keep trying until it is, or until told to stop.
     let mut attempt = 0u32;
     let store = loop {

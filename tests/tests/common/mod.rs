@@ -167,3 +167,114 @@ pub fn spawn_collector(
     let ns = ns.clone();
     (tokio::spawn(async move { analyzer::collect::collect(&connector(), &ns, store, stop).await }), stop_tx)
 }
+
+/// The longest any single wait in a system test may take.
+pub const WAIT: Duration = Duration::from_secs(90);
+
+/// Stops a spawned task and returns what it returned, failing after [`WAIT`].
+pub async fn finish<T>(task: (tokio::task::JoinHandle<T>, tokio::sync::watch::Sender<bool>)) -> T {
+    let (handle, stop) = task;
+    let _ = stop.send(true);
+    tokio::time::timeout(WAIT, handle).await.expect("task did not stop in time").expect("task panicked")
+}
+
+/// One test's world: a temporary folder, a namespace, a dataset and its spec, the broker, the run
+/// state and a metrics store, none shared with any other test.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub ns: Namespace,
+    pub data: PathBuf,
+    pub manifest: Manifest,
+    pub spec_path: PathBuf,
+    pub spec: coordinator::spec::RunSpec,
+    pub broker: AmqpBroker,
+    pub state: Arc<dyn control::RunStore>,
+    pub store: Arc<std::sync::Mutex<analyzer::store::MetricsStore>>,
+}
+
+impl World {
+    /// Builds a world with `images` random images of `bytes` each, in batches of `batch_size`.
+    pub async fn new(prefix: &str, images: usize, bytes: usize, batch_size: u32, platforms: &[&str]) -> Self {
+        let ns = namespace(prefix);
+        let state: Arc<dyn control::RunStore> = Arc::new(state(&ns).await);
+        Self::with_state(ns, state, images, bytes, batch_size, platforms).await
+    }
+
+    /// Like [`World::new`], with run state in `state`.
+    pub async fn with_state(ns: Namespace, state: Arc<dyn control::RunStore>, images: usize, bytes: usize, batch_size: u32, platforms: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let manifest = dataset(&data, images, bytes);
+        let spec_path = spec(dir.path(), &data, batch_size, platforms);
+        let spec = coordinator::spec::RunSpec::load(&spec_path).unwrap();
+        let store = Arc::new(std::sync::Mutex::new(analyzer::store::MetricsStore::open(dir.path().join("store")).unwrap()));
+        Self { dir, ns, data, manifest, spec_path, spec, broker: broker().await, state, store }
+    }
+
+    /// Starts (or resumes) run `run_id` through the coordinator library.
+    pub async fn start(&self, run_id: &str) -> coordinator::enqueue::EnqueueReport {
+        coordinator::enqueue::start_run(&self.broker, self.state.as_ref(), &self.ns, run_id, &self.spec, &self.manifest, &Default::default())
+            .await
+            .unwrap()
+    }
+
+    /// A fresh bucket folder of this world.
+    pub fn bucket(&self, name: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        path
+    }
+
+    pub fn worker(&self, platform: &str) -> (tokio::task::JoinHandle<worker::runner::WorkerStats>, tokio::sync::watch::Sender<bool>) {
+        spawn_worker(&self.ns, platform, &self.data, &self.bucket(&unique("bucket")), self.state.clone())
+    }
+
+    pub fn collector(&self) -> (tokio::task::JoinHandle<analyzer::collect::CollectStats>, tokio::sync::watch::Sender<bool>) {
+        spawn_collector(&self.ns, self.store.clone())
+    }
+
+    /// The `worker` binary for `platform` in this world, writing to a fresh bucket with fsync.
+    pub fn worker_process(&self, platform: &str, extra: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(bin("worker"));
+        cmd.args(["--platform", platform, "--namespace", self.ns.as_str(), "--durable"])
+            .arg("--dataset-dir")
+            .arg(&self.data)
+            .arg("--storage-dir")
+            .arg(self.bucket(&unique("bucket")))
+            .args(extra)
+            .env("AMQP_URL", amqp_url())
+            .env("REDIS_URL", redis_url())
+            .env("RUST_LOG", "warn");
+        cmd
+    }
+
+    /// Number of batches of `run_id` in `state`.
+    pub async fn count(&self, run_id: &str, state: control::state::BatchState) -> u64 {
+        self.state.progress(run_id).await.unwrap().map_or(0, |p| p.count(state))
+    }
+
+    /// Number of jobs of `run_id` in the metrics store.
+    pub fn stored(&self, run_id: &str) -> u64 {
+        self.store.lock().unwrap().count(run_id).unwrap() as u64
+    }
+
+    /// Waits until `run_id` is complete and the store holds one record per done batch.
+    pub async fn wait_complete(&self, run_id: &str) -> control::state::RunProgress {
+        wait_for("the run to complete and its metrics to be stored", WAIT, || async {
+            let progress = self.state.progress(run_id).await.ok()??;
+            let stored = self.stored(run_id);
+            (progress.is_complete() && stored >= progress.count(control::state::BatchState::Done)).then_some(progress)
+        })
+        .await
+    }
+
+    /// Job keys stored for `run_id`, asserting none is stored twice.
+    pub fn keys_once(&self, run_id: &str) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for m in self.store.lock().unwrap().read(run_id).unwrap() {
+            *counts.entry(m.job_key).or_insert(0) += 1;
+        }
+        assert!(counts.values().all(|n| *n == 1), "a job key stored twice: {counts:?}");
+        counts
+    }
+}

@@ -1,0 +1,32 @@
+//! What every binary of the system does the same way: logging to standard error, a tokio runtime,
+//! one clear line and exit status 1 on error, and shutdown on SIGTERM or Ctrl-C.
+
+use std::future::Future;
+
+/// Runs `main` on a multi-threaded runtime with logs filtered by `RUST_LOG` (else `default_log`).
+/// An error is printed as one line, `error: ...` with its causes, and the process exits with 1.
+pub fn run_main<F>(default_log: &str, main: F)
+where
+    F: Future<Output = anyhow::Result<()>>,
+{
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_log.into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    if let Err(e) = runtime.block_on(main) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Resolves on SIGTERM (how containers and schedulers stop a process) or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutdown requested");
+}
