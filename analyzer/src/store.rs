@@ -141,10 +141,10 @@ impl MetricsStore {
         let mut runs = Vec::new();
         for entry in std::fs::read_dir(&self.dir).map_err(io(&self.dir))? {
             let path = entry.map_err(io(&self.dir))?.path();
-            if path.extension().is_some_and(|e| e == LOG_EXTENSION) {
-                if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
-                    runs.push(stem.to_owned());
-                }
+            if path.extension().is_some_and(|e| e == LOG_EXTENSION)
+                && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+            {
+                runs.push(stem.to_owned());
             }
         }
         runs.sort();

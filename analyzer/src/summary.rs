@@ -16,8 +16,11 @@ pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     Some(sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo]))
 }
 
+/// Reads one measure from a row; `None` where the row has no such measure.
+type Measure = fn(&BatchRow) -> Option<f64>;
+
 /// The measures summarised, with their column titles.
-const MEASURES: &[(&str, fn(&BatchRow) -> Option<f64>)] = &[
+const MEASURES: &[(&str, Measure)] = &[
     ("upload s", |r| Some(r.upload_s)),
     ("download s", |r| Some(r.download_s)),
     ("upload s/MiB", |r| Some(r.upload_s_per_mib)),

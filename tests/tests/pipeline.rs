@@ -43,7 +43,7 @@ async fn malformed_jobs_and_metrics_are_dead_lettered_and_work_goes_on() {
     let run_id = unique("run");
     world.broker.declare(&world.ns, &["aws".to_owned()], 3).await.unwrap();
     let garbage = Outgoing { id: "garbage".into(), kind: proto::BATCH_JOB_TYPE, payload: b"\xff\xff not protobuf".to_vec() };
-    world.broker.publish(&world.ns.job_queue("aws"), &[garbage.clone()]).await.unwrap();
+    world.broker.publish(&world.ns.job_queue("aws"), std::slice::from_ref(&garbage)).await.unwrap();
     world.broker.publish(&world.ns.metrics_queue(), &[garbage]).await.unwrap();
     world.start(&run_id).await;
     let collector = world.collector();

@@ -72,10 +72,8 @@ impl MemoryBroker {
             }
             Settle::DeadLetter => true,
         };
-        if dead {
-            if let Some(target) = dead_letter.and_then(|d| inner.queues.get_mut(&d)) {
-                target.ready.push_back(message);
-            }
+        if dead && let Some(target) = dead_letter.and_then(|d| inner.queues.get_mut(&d)) {
+            target.ready.push_back(message);
         }
         drop(inner);
         self.ready.notify_waiters();
