@@ -5,10 +5,13 @@
 //! - [`rows`]: per-batch rows with the paper's derived measures (pure).
 //! - [`export`]: rows to CSV or JSON (pure).
 //! - [`summary`]: a per-platform Markdown summary of the rows (pure).
+//! - [`stats`]: descriptives, rank tests, effect sizes, bootstrap intervals and change points (pure).
 
 pub mod collect;
 pub mod export;
 pub mod rows;
+pub mod stats;
+pub mod report;
 pub mod store;
 pub mod summary;
 

@@ -47,6 +47,39 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Compares groups of samples: descriptives, Kruskal–Wallis, Dunn–Holm, Mann–Whitney, Cliff's delta.
+    /// Writes report.md, a self-contained report.html and report.json for a run from the store.
+    Report {
+        #[arg(long, env = "CLOUDBENCH_STORE", default_value = "metrics-store")]
+        store: PathBuf,
+        #[arg(long)]
+        run: String,
+        /// Output folder; defaults to `report-RUN`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Price and service catalog (TOML); defaults to the paper's Tables 6 and 7.
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+        /// Requirement weights (TOML); defaults after the paper's Table 9.
+        #[arg(long)]
+        requirements: Option<PathBuf>,
+        /// Run spec to show in the reproducibility block.
+        #[arg(long)]
+        spec: Option<PathBuf>,
+        /// Significance level of every test.
+        #[arg(long, default_value_t = 0.05)]
+        alpha: f64,
+        /// Seed of the bootstrap intervals.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    Stats {
+        /// CSV file with the header `group,value`; groups are reported in order of first appearance.
+        #[arg(long)]
+        samples: PathBuf,
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: analyzer::stats::cli::Format,
+    },
 }
 
 fn main() {
@@ -109,6 +142,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(path) => std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?,
                 None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
             }
+        }
+        Command::Report { store, run, out, catalog, requirements, spec, alpha, seed } => {
+            use analyzer::report::config::{Catalog, DEFAULT_CATALOG, DEFAULT_REQUIREMENTS, Requirements};
+            proto::check_name("run id", &run)?;
+            if !(alpha > 0.0 && alpha < 1.0) {
+                bail!("--alpha must be between 0 and 1, got {alpha}");
+            }
+            let read = |path: &Option<PathBuf>, default: &str| -> anyhow::Result<String> {
+                match path {
+                    Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())),
+                    None => Ok(default.to_owned()),
+                }
+            };
+            let catalog = Catalog::parse(&read(&catalog, DEFAULT_CATALOG)?).map_err(anyhow::Error::msg)?;
+            let requirements = Requirements::parse(&read(&requirements, DEFAULT_REQUIREMENTS)?).map_err(anyhow::Error::msg)?;
+            let spec = match spec {
+                Some(p) => Some(std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?),
+                None => None,
+            };
+            if !store.is_dir() {
+                bail!("metrics store {} not found", store.display());
+            }
+            let store = MetricsStore::open(&store)?;
+            let metrics = store.read(&run)?;
+            if metrics.is_empty() {
+                bail!("no metrics for run {run} in the store (runs: {})", store.runs()?.join(", "));
+            }
+            let options = analyzer::report::Options { alpha, seed, spec, ..Default::default() };
+            let report = analyzer::report::build(&run, &metrics, &catalog, &requirements, &options);
+            let rendered = analyzer::report::render(&report);
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("report-{run}")));
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            for (name, text) in [("report.md", &rendered.markdown), ("report.html", &rendered.html), ("report.json", &rendered.json)] {
+                let path = out.join(name);
+                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            }
+            println!("report of run {run} ({} batches) in {}", metrics.len(), out.display());
+        }
+        Command::Stats { samples, format } => {
+            let text = std::fs::read_to_string(&samples).with_context(|| format!("reading {}", samples.display()))?;
+            print!("{}", analyzer::stats::cli::run(&text, format)?);
         }
     }
     Ok(())

@@ -5,16 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::rows::BatchRow;
 
-/// Quantile `q` of sorted, finite `values` by linear interpolation between closest ranks (type 7 of
-/// Hyndman & Fan 1996, the default of R and NumPy). `None` for no values.
-pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let h = (sorted.len() - 1) as f64 * q.clamp(0.0, 1.0);
-    let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
-    Some(sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo]))
-}
+pub use crate::stats::quantile;
 
 /// Reads one measure from a row; `None` where the row has no such measure.
 type Measure = fn(&BatchRow) -> Option<f64>;
@@ -68,17 +59,6 @@ pub fn render_markdown(run_id: &str, rows: &[BatchRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quantiles_match_numpys_default() {
-        // numpy.quantile([1, 2, 3, 4], [0.25, 0.5, 0.9]) == [1.75, 2.5, 3.7]
-        let v = [1.0, 2.0, 3.0, 4.0];
-        assert_eq!(quantile(&v, 0.25), Some(1.75));
-        assert_eq!(quantile(&v, 0.5), Some(2.5));
-        assert!((quantile(&v, 0.9).unwrap() - 3.7).abs() < 1e-12);
-        assert_eq!(quantile(&[5.0], 0.99), Some(5.0));
-        assert_eq!(quantile(&[], 0.5), None);
-    }
 
     #[test]
     fn the_summary_has_a_line_per_platform_and_dashes_for_missing_measures() {
