@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs, starts and stops the services the tests and a one-host deployment need: RabbitMQ and
-# Redis, on loopback. Usage: scripts/services.sh install|start|stop|status
+# Redis, on loopback (`install` also brings Chromium, which the report test drives).
+# Usage: scripts/services.sh install|start|stop|status
 # `start` leaves running services alone and records what it started, so `stop` stops only those.
 set -euo pipefail
 
@@ -14,6 +15,8 @@ install() {
   local missing=()
   command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || missing+=(rabbitmq-server)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  # Not a service: the browser the report's rendering test opens the HTML report in.
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}"
     as_root apt-get update -qq

@@ -47,6 +47,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     pub workers: Vec<WorkerStats>,
     pub store_dir: PathBuf,
+    /// The run spec the embedded run used, for the report.
+    pub spec: String,
 }
 
 /// Generates the dataset once per seed and size; a second run reuses it.
@@ -86,7 +88,8 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Outcome> {
     }
     let started = Instant::now();
     let (dataset_dir, manifest) = dataset(settings)?;
-    let spec = RunSpec::parse(&spec_text(settings, &dataset_dir.join("manifest.json")), Path::new("."))
+    let text = spec_text(settings, &dataset_dir.join("manifest.json"));
+    let spec = RunSpec::parse(&text, Path::new("."))
         .map_err(|e| anyhow::anyhow!("embedded run spec: {e}"))?;
     let ns = Namespace::new("embedded")?;
     let broker = MemoryBroker::new();
@@ -162,5 +165,6 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Outcome> {
         elapsed: started.elapsed(),
         workers: stats,
         store_dir,
+        spec: text,
     })
 }

@@ -1,6 +1,8 @@
 use std::path::PathBuf;
 
 use analyzer::export::{self, Format};
+use analyzer::report::config::{Catalog, DEFAULT_CATALOG, DEFAULT_REQUIREMENTS, Requirements};
+use analyzer::report;
 use analyzer::store::MetricsStore;
 use anyhow::Context;
 use clap::Parser;
@@ -59,12 +61,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let path = args.out.join(name);
         std::fs::write(&path, export::render(&rows, format)).with_context(|| format!("writing {}", path.display()))?;
     }
-    let summary = analyzer::summary::render_markdown(&run_id, &rows);
-    let summary_path = args.out.join("summary.md");
-    std::fs::write(&summary_path, &summary).with_context(|| format!("writing {}", summary_path.display()))?;
-    print!("{summary}");
+    let catalog = Catalog::parse(DEFAULT_CATALOG).map_err(anyhow::Error::msg)?;
+    let requirements = Requirements::parse(DEFAULT_REQUIREMENTS).map_err(anyhow::Error::msg)?;
+    let options = report::Options { spec: Some(outcome.spec.clone()), ..Default::default() };
+    let report = report::build(&run_id, &store.read(&run_id)?, &catalog, &requirements, &options);
+    let rendered = report::render(&report);
+    for (name, text) in [("report.md", &rendered.markdown), ("report.html", &rendered.html), ("report.json", &rendered.json)] {
+        let path = args.out.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    print!("{}", analyzer::summary::render_markdown(&run_id, &rows));
+    for row in &report.winners {
+        println!("{}: {} ({})", row.criterion, row.winner.as_deref().unwrap_or("no significant difference"), row.basis);
+    }
     println!(
-        "\n{} batches collected of {} in {:.1} s; metrics in {} (metrics.csv, metrics.json, summary.md)",
+        "\n{} batches collected of {} in {:.1} s; report and metrics in {} (report.md, report.html, report.json, metrics.csv, metrics.json)",
         outcome.stored,
         outcome.batches,
         outcome.elapsed.as_secs_f64(),

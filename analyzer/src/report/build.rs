@@ -1,0 +1,407 @@
+//! Builds the report's content from a run's metrics (pure: data in, data out).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proto::v1::{BatchMetrics, PhaseTiming};
+
+use super::config::{Catalog, Requirements};
+use super::model::*;
+use crate::rows::BatchRow;
+use crate::stats;
+
+/// Settings of a report.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Significance level of every test.
+    pub alpha: f64,
+    /// Bootstrap resamples and seed: the same seed gives the same intervals.
+    pub resamples: usize,
+    pub seed: u64,
+    /// Confidence level of the bootstrap intervals.
+    pub level: f64,
+    /// Shortest regime the change-point search reports, in batches.
+    pub min_segment: usize,
+    /// The run spec, shown in the reproducibility block.
+    pub spec: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { alpha: 0.05, resamples: 2000, seed: 1, level: 0.95, min_segment: 5, spec: None }
+    }
+}
+
+/// A metric the report compares: key, title, unit, direction, and how to read it from a row.
+struct MetricDef {
+    key: &'static str,
+    title: &'static str,
+    unit: &'static str,
+    lower_is_better: bool,
+    get: fn(&BatchRow) -> Option<f64>,
+}
+
+const METRICS: &[MetricDef] = &[
+    MetricDef { key: "upload", title: "Upload time", unit: "s/MiB", lower_is_better: true, get: |r| Some(r.upload_s_per_mib) },
+    MetricDef { key: "download", title: "Download time", unit: "s/MiB", lower_is_better: true, get: |r| Some(r.download_s_per_mib) },
+    MetricDef { key: "inference", title: "Inference time", unit: "s/MiB", lower_is_better: true, get: |r| r.inference_s_per_mib },
+    MetricDef { key: "throughput", title: "Throughput", unit: "MiB/s", lower_is_better: false, get: |r| Some(r.throughput_mib_s) },
+];
+
+fn better(lower_is_better: bool, a: f64, b: f64) -> bool {
+    if lower_is_better { a < b } else { a > b }
+}
+
+/// Builds the report of one run from its metrics.
+pub fn build(run_id: &str, metrics: &[BatchMetrics], catalog: &Catalog, requirements: &Requirements, options: &Options) -> Report {
+    let mut ordered: Vec<&BatchMetrics> = metrics.iter().collect();
+    ordered.sort_by(|a, b| (&a.platform, a.round, a.batch_index).cmp(&(&b.platform, b.round, b.batch_index)));
+    let rows: Vec<BatchRow> = ordered.iter().map(|m| BatchRow::from_metrics(m)).collect();
+    let platforms: Vec<String> = rows.iter().map(|r| r.platform.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+
+    let sections: Vec<MetricSection> = METRICS.iter().filter_map(|def| metric_section(def, &platforms, &rows, options)).collect();
+    let costs = costs(&platforms, &ordered, catalog);
+    let unpriced = platforms.iter().filter(|p| !catalog.platform.contains_key(*p)).cloned().collect();
+    let availability = availability(&platforms, &ordered, catalog);
+    let winners = winners(&sections, &costs, &platforms, catalog);
+    let requirement_rows = requirement_rows(requirements, &sections, &costs, &platforms, catalog);
+    Report {
+        run_id: run_id.to_owned(),
+        alpha: options.alpha,
+        latency: latency(&platforms, &ordered),
+        rounds: rounds(&rows, &platforms),
+        reproducibility: reproducibility(run_id, &ordered, options),
+        platforms,
+        metrics: sections,
+        availability,
+        costs,
+        unpriced,
+        winners,
+        requirements: requirement_rows,
+    }
+}
+
+fn metric_section(def: &MetricDef, platforms: &[String], rows: &[BatchRow], options: &Options) -> Option<MetricSection> {
+    let mut per_platform = Vec::new();
+    for platform in platforms {
+        let series: Vec<f64> = rows.iter().filter(|r| &r.platform == platform).filter_map(|r| (def.get)(r)).filter(|v| v.is_finite()).collect();
+        let Ok(describe) = stats::describe(&series) else { continue };
+        per_platform.push(PlatformMetric {
+            platform: platform.clone(),
+            describe,
+            median_ci: stats::bootstrap_median(&series, options.level, options.resamples, options.seed).ok(),
+            change_points: stats::change_points(&series, options.min_segment).unwrap_or_default(),
+            series,
+        });
+    }
+    if per_platform.is_empty() {
+        return None;
+    }
+    let groups: Vec<&[f64]> = per_platform.iter().map(|p| p.series.as_slice()).collect();
+    let n: usize = groups.iter().map(|g| g.len()).sum();
+    let (kruskal, note) = match stats::kruskal(&groups) {
+        Ok(k) => (Some(k), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let mut pairs = Vec::new();
+    if let (Some(_), Ok(dunn)) = (&kruskal, stats::dunn_holm(&groups)) {
+        for d in dunn {
+            let (a, b) = (&per_platform[d.a], &per_platform[d.b]);
+            let Ok(mwu) = stats::mann_whitney(&a.series, &b.series) else { continue };
+            pairs.push(Pair {
+                a: a.platform.clone(),
+                b: b.platform.clone(),
+                dunn_z: d.z,
+                dunn_p_holm: d.p_holm,
+                mwu_u: mwu.u,
+                mwu_p: mwu.p,
+                cliffs_delta: stats::cliffs_delta(&a.series, &b.series).unwrap_or(f64::NAN),
+                median_difference: stats::bootstrap_median_difference(&a.series, &b.series, options.level, options.resamples, options.seed).ok(),
+            });
+        }
+    }
+    let winner = significant_winner(def.lower_is_better, &per_platform, kruskal.as_ref(), &pairs, options.alpha);
+    Some(MetricSection {
+        key: def.key,
+        title: def.title,
+        unit: def.unit,
+        lower_is_better: def.lower_is_better,
+        epsilon_squared: kruskal.as_ref().map(|k| stats::epsilon_squared(k.h, n)),
+        kruskal,
+        pairs,
+        note,
+        winner,
+        platforms: per_platform,
+    })
+}
+
+/// The platform with the best median, if the omnibus test is significant and, with more than two
+/// platforms, its difference to every other platform is significant after Holm's adjustment.
+fn significant_winner(lower: bool, platforms: &[PlatformMetric], kruskal: Option<&stats::Kruskal>, pairs: &[Pair], alpha: f64) -> Option<String> {
+    let k = kruskal?;
+    if k.p >= alpha || platforms.len() < 2 {
+        return None;
+    }
+    let best = platforms.iter().reduce(|a, b| if better(lower, b.describe.median, a.describe.median) { b } else { a })?;
+    let beats_all = platforms.len() == 2
+        || pairs.iter().filter(|p| p.a == best.platform || p.b == best.platform).all(|p| p.dunn_p_holm < alpha);
+    beats_all.then(|| best.platform.clone())
+}
+
+fn phases(m: &BatchMetrics) -> [(&'static str, &Option<PhaseTiming>); 3] {
+    [("upload", &m.upload), ("download", &m.download), ("inference", &m.inference)]
+}
+
+fn latency(platforms: &[String], metrics: &[&BatchMetrics]) -> Vec<LatencyRow> {
+    let mut out = Vec::new();
+    for platform in platforms {
+        for phase in ["upload", "download", "inference"] {
+            let mut merged = proto::latency::new_histogram();
+            for m in metrics.iter().filter(|m| &m.platform == platform) {
+                let timing = phases(m).into_iter().find(|(name, _)| *name == phase).and_then(|(_, t)| t.as_ref());
+                if let Some(h) = timing.and_then(|t| proto::latency::decode(&t.latency_histogram).ok()) {
+                    let _ = merged.add(h);
+                }
+            }
+            if merged.is_empty() {
+                continue;
+            }
+            let ms = |q: f64| merged.value_at_quantile(q) as f64 / 1000.0;
+            out.push(LatencyRow { platform: platform.clone(), phase, requests: merged.len(), p50_ms: ms(0.5), p90_ms: ms(0.9), p99_ms: ms(0.99), p999_ms: ms(0.999) });
+        }
+    }
+    out
+}
+
+fn availability(platforms: &[String], metrics: &[&BatchMetrics], catalog: &Catalog) -> Vec<AvailabilityRow> {
+    platforms
+        .iter()
+        .map(|platform| {
+            let (mut requests, mut failed) = (0, 0);
+            for m in metrics.iter().filter(|m| &m.platform == platform) {
+                for (_, t) in phases(m) {
+                    if let Some(t) = t {
+                        requests += t.requests;
+                        failed += t.failed;
+                    }
+                }
+            }
+            let availability_percent = if requests == 0 { 100.0 } else { 100.0 * (requests - failed) as f64 / requests as f64 };
+            let sla_percent = catalog.platform.get(platform).and_then(|e| e.sla_percent);
+            AvailabilityRow { platform: platform.clone(), requests, failed, availability_percent, sla_percent, meets_sla: sla_percent.map(|s| availability_percent >= s) }
+        })
+        .collect()
+}
+
+fn costs(platforms: &[String], metrics: &[&BatchMetrics], catalog: &Catalog) -> Vec<CostRow> {
+    let mut out = Vec::new();
+    for platform in platforms {
+        let Some(entry) = catalog.platform.get(platform) else { continue };
+        let (images, seconds) = metrics.iter().filter(|m| &m.platform == platform).fold((0u64, 0f64), |(i, s), m| {
+            let secs = |t: &Option<PhaseTiming>| t.as_ref().map_or(0.0, |t| t.duration_ns as f64 / 1e9);
+            (i + u64::from(m.images), s + secs(&m.download) + secs(&m.inference))
+        });
+        let images_per_second = if seconds > 0.0 { images as f64 / seconds } else { f64::NAN };
+        let (lo, hi) = entry.usd_per_hour();
+        let per_1000 = |usd_h: f64| usd_h / (images_per_second * 3600.0) * 1000.0;
+        out.push(CostRow {
+            platform: platform.clone(),
+            provider: entry.provider.clone(),
+            components: entry.components.clone(),
+            usd_per_hour: (lo, hi),
+            usd_per_day: (lo * 24.0, hi * 24.0),
+            images_per_second,
+            usd_per_1000_images: (per_1000(lo), per_1000(hi)),
+        });
+    }
+    out
+}
+
+fn midpoint(range: (f64, f64)) -> f64 {
+    (range.0 + range.1) / 2.0
+}
+
+/// Scores of every criterion per platform, 0 to 1: a significant winner scores 1 and the others 0;
+/// without a significant difference every platform scores 0.5; catalog values are used as given.
+fn criterion_scores(sections: &[MetricSection], costs: &[CostRow], platforms: &[String], catalog: &Catalog) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut scores: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for s in sections {
+        for p in platforms {
+            let v = match &s.winner {
+                Some(w) if w == p => 1.0,
+                Some(_) => 0.0,
+                None => 0.5,
+            };
+            scores.entry(s.key.to_owned()).or_default().insert(p.clone(), v);
+        }
+    }
+    if costs.len() == platforms.len() && !costs.is_empty() {
+        let cheapest = costs.iter().map(|c| midpoint(c.usd_per_1000_images)).fold(f64::INFINITY, f64::min);
+        for c in costs {
+            scores.entry("cost".into()).or_default().insert(c.platform.clone(), if midpoint(c.usd_per_1000_images) <= cheapest { 1.0 } else { 0.0 });
+        }
+    }
+    let slas: Vec<(String, f64)> = platforms.iter().filter_map(|p| Some((p.clone(), catalog.platform.get(p)?.sla_percent?))).collect();
+    if slas.len() == platforms.len() && !slas.is_empty() {
+        let top = slas.iter().map(|(_, s)| *s).fold(f64::MIN, f64::max);
+        for (p, s) in slas {
+            scores.entry("sla".into()).or_default().insert(p, if s >= top { 1.0 } else { 0.0 });
+        }
+    }
+    for p in platforms {
+        for (quality, v) in catalog.platform.get(p).map(|e| e.qualities.clone()).unwrap_or_default() {
+            scores.entry(quality).or_default().insert(p.clone(), v);
+        }
+    }
+    scores
+}
+
+fn winners(sections: &[MetricSection], costs: &[CostRow], platforms: &[String], catalog: &Catalog) -> Vec<WinnerRow> {
+    let mut rows: Vec<WinnerRow> = sections
+        .iter()
+        .map(|s| WinnerRow {
+            criterion: format!("{} ({})", s.title, s.unit),
+            winner: s.winner.clone(),
+            basis: match (&s.kruskal, &s.winner) {
+                (Some(k), Some(_)) => format!("Kruskal–Wallis p = {:.3e}, best median", k.p),
+                (Some(k), None) => format!("no significant difference (p = {:.3e})", k.p),
+                (None, _) => s.note.clone().unwrap_or_else(|| "no test".into()),
+            },
+        })
+        .collect();
+    if !costs.is_empty() {
+        let best = costs.iter().min_by(|a, b| midpoint(a.usd_per_1000_images).total_cmp(&midpoint(b.usd_per_1000_images)));
+        rows.push(WinnerRow {
+            criterion: "Cost per 1,000 images (USD)".into(),
+            winner: best.filter(|_| costs.len() == platforms.len()).map(|c| c.platform.clone()),
+            basis: "catalog prices at the measured throughput (range midpoint)".into(),
+        });
+    }
+    let scores = criterion_scores(sections, costs, platforms, catalog);
+    for (criterion, title) in [("sla", "Service-level agreement"), ("ml_catalog", "ML service catalog"), ("ease_of_deployment", "Ease of deployment")] {
+        let Some(by_platform) = scores.get(criterion).filter(|m| m.len() == platforms.len()) else { continue };
+        let top = by_platform.values().cloned().fold(f64::MIN, f64::max);
+        let leaders: Vec<&String> = by_platform.iter().filter(|(_, v)| **v >= top).map(|(p, _)| p).collect();
+        rows.push(WinnerRow {
+            criterion: title.into(),
+            winner: (leaders.len() == 1).then(|| leaders[0].clone()),
+            basis: "price and service catalog".into(),
+        });
+    }
+    rows
+}
+
+fn requirement_rows(requirements: &Requirements, sections: &[MetricSection], costs: &[CostRow], platforms: &[String], catalog: &Catalog) -> Vec<RequirementRow> {
+    let scores = criterion_scores(sections, costs, platforms, catalog);
+    requirements
+        .requirements
+        .iter()
+        .map(|r| {
+            let mut reasons = Vec::new();
+            let mut totals: Vec<(String, f64)> = platforms.iter().map(|p| (p.clone(), 0.0)).collect();
+            let mut weight_sum = 0.0;
+            for (criterion, weight) in &r.weights {
+                let Some(by_platform) = scores.get(criterion) else {
+                    reasons.push(format!("{criterion}: no data"));
+                    continue;
+                };
+                weight_sum += weight;
+                for (p, total) in totals.iter_mut() {
+                    *total += weight * by_platform.get(p).copied().unwrap_or(0.0);
+                }
+                let top = by_platform.values().cloned().fold(f64::MIN, f64::max);
+                let leaders: Vec<&str> = by_platform.iter().filter(|(_, v)| **v >= top).map(|(p, _)| p.as_str()).collect();
+                let lead = if leaders.len() == by_platform.len() { "tie".to_owned() } else { leaders.join(", ") };
+                reasons.push(format!("{criterion} ×{weight}: {lead}"));
+            }
+            if weight_sum > 0.0 {
+                for (_, t) in totals.iter_mut() {
+                    *t /= weight_sum;
+                }
+            }
+            let top = totals.iter().map(|(_, t)| *t).fold(f64::MIN, f64::max);
+            let leaders: Vec<&String> = totals.iter().filter(|(_, t)| (*t - top).abs() < 1e-12).map(|(p, _)| p).collect();
+            RequirementRow {
+                requirement: r.clone(),
+                best: (weight_sum > 0.0 && leaders.len() == 1).then(|| leaders[0].clone()),
+                scores: totals,
+                reasoning: reasons.join("; "),
+            }
+        })
+        .collect()
+}
+
+/// Least-squares slope of `points` (x, y); 0 for fewer than two points.
+fn slope(points: &[(u32, f64)]) -> f64 {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return 0.0;
+    }
+    let mx = points.iter().map(|(x, _)| f64::from(*x)).sum::<f64>() / n;
+    let my = points.iter().map(|(_, y)| y).sum::<f64>() / n;
+    let sxy: f64 = points.iter().map(|(x, y)| (f64::from(*x) - mx) * (y - my)).sum();
+    let sxx: f64 = points.iter().map(|(x, _)| (f64::from(*x) - mx).powi(2)).sum();
+    if sxx == 0.0 { 0.0 } else { sxy / sxx }
+}
+
+fn rounds(rows: &[BatchRow], platforms: &[String]) -> Vec<RoundTrend> {
+    let rounds: BTreeSet<u32> = rows.iter().map(|r| r.round).collect();
+    if rounds.len() < 2 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for def in METRICS {
+        for platform in platforms {
+            let medians: Vec<(u32, f64)> = rounds
+                .iter()
+                .filter_map(|round| {
+                    let values: Vec<f64> = rows.iter().filter(|r| &r.platform == platform && r.round == *round).filter_map(|r| (def.get)(r)).collect();
+                    stats::describe(&values).ok().map(|d| (*round, d.median))
+                })
+                .collect();
+            if !medians.is_empty() {
+                out.push(RoundTrend { metric: def.key, platform: platform.clone(), slope_per_round: slope(&medians), medians });
+            }
+        }
+    }
+    out
+}
+
+fn reproducibility(run_id: &str, metrics: &[&BatchMetrics], options: &Options) -> Reproducibility {
+    let mut workers = BTreeSet::new();
+    let (mut commits, mut models) = (BTreeSet::new(), BTreeSet::new());
+    for m in metrics {
+        if let Some(w) = &m.worker {
+            workers.insert([w.worker_id.clone(), w.host.clone(), w.platform.clone(), w.provider.clone(), w.region.clone(), w.instance_type.clone()]);
+        }
+        if let Some(v) = &m.versions {
+            commits.insert(v.git_commit.clone());
+            if !v.model_hash.is_empty() {
+                models.insert(v.model_hash.clone());
+            }
+        }
+    }
+    Reproducibility {
+        run_id: run_id.to_owned(),
+        spec: options.spec.clone(),
+        batches: metrics.len(),
+        images: metrics.iter().map(|m| u64::from(m.images)).sum(),
+        bytes: metrics.iter().map(|m| m.bytes).sum(),
+        first_start_unix_ns: metrics.iter().map(|m| m.started_unix_ns).min().unwrap_or(0),
+        last_end_unix_ns: metrics.iter().map(|m| m.finished_unix_ns).max().unwrap_or(0),
+        workers: workers.into_iter().collect(),
+        git_commits: commits.into_iter().collect(),
+        model_hashes: models.into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slopes_are_least_squares() {
+        assert_eq!(slope(&[(0, 1.0), (1, 2.0), (2, 3.0)]), 1.0);
+        assert_eq!(slope(&[(0, 1.0)]), 0.0);
+        assert_eq!(slope(&[(3, 1.0), (3, 2.0)]), 0.0);
+    }
+}

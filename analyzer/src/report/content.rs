@@ -1,0 +1,227 @@
+//! Lays a [`Report`] out as document blocks: the paper's tables in its order, then what goes beyond it.
+
+use super::charts;
+use super::document::Block;
+use super::model::*;
+
+/// Formats a measured value with 4 significant digits; "–" for a missing or non-finite value.
+pub fn num(v: f64) -> String {
+    if !v.is_finite() {
+        return "–".into();
+    }
+    let magnitude = if v == 0.0 { 0 } else { v.abs().log10().floor() as i32 };
+    let decimals = (3 - magnitude).clamp(0, 8) as usize;
+    format!("{v:.decimals$}")
+}
+
+/// Formats a p-value: scientific below 0.001.
+pub fn pval(p: f64) -> String {
+    if !p.is_finite() {
+        "–".into()
+    } else if p < 1e-3 {
+        format!("{p:.2e}")
+    } else {
+        format!("{p:.4}")
+    }
+}
+
+fn range(r: (f64, f64), f: fn(f64) -> String) -> String {
+    if (r.0 - r.1).abs() < 1e-12 { f(r.0) } else { format!("{}–{}", f(r.0), f(r.1)) }
+}
+
+fn usd(v: f64) -> String {
+    if v.is_finite() { format!("{v:.4}") } else { "–".into() }
+}
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> Block {
+    Block::Table { header: header.iter().map(|h| h.to_string()).collect(), rows }
+}
+
+fn metric_blocks(m: &MetricSection, alpha: f64, figures: bool) -> Vec<Block> {
+    let direction = if m.lower_is_better { "lower is better" } else { "higher is better" };
+    let mut blocks = vec![Block::Heading(3, format!("{} ({}), {direction}", m.title, m.unit))];
+    let rows = m
+        .platforms
+        .iter()
+        .map(|p| {
+            let d = &p.describe;
+            let ci = p.median_ci.as_ref().map_or("–".into(), |c| format!("[{}, {}]", num(c.lo), num(c.hi)));
+            vec![p.platform.clone(), d.n.to_string(), format!("{} ± {}", num(d.mean), num(d.sd)), num(d.median), ci, num(d.iqr), num(d.min), num(d.max), num(d.p5), num(d.p95)]
+        })
+        .collect();
+    blocks.push(table(&["platform", "n", "mean ± sd", "median", "median 95% CI", "IQR", "min", "max", "p5", "p95"], rows));
+    blocks.push(Block::Paragraph(match (&m.kruskal, &m.note) {
+        (Some(k), _) => format!(
+            "Kruskal–Wallis H = {}, df = {}, p = {}; ε² = {} ({} at α = {alpha}).{}",
+            num(k.h),
+            k.df,
+            pval(k.p),
+            num(m.epsilon_squared.unwrap_or(f64::NAN)),
+            if k.p < alpha { "significant" } else { "not significant" },
+            m.winner.as_ref().map_or(String::new(), |w| format!(" Best: {w}."))
+        ),
+        (None, Some(note)) => format!("No test: {note}."),
+        (None, None) => "No test.".into(),
+    }));
+    if !m.pairs.is_empty() {
+        let rows = m
+            .pairs
+            .iter()
+            .map(|p| {
+                let diff = p.median_difference.as_ref().map_or("–".into(), |d| format!("{} [{}, {}]", num(d.estimate), num(d.lo), num(d.hi)));
+                vec![format!("{} vs {}", p.a, p.b), num(p.dunn_z), pval(p.dunn_p_holm), num(p.mwu_u), pval(p.mwu_p), num(p.cliffs_delta), diff]
+            })
+            .collect();
+        blocks.push(table(&["pair", "Dunn z", "p (Holm)", "Mann–Whitney U", "p", "Cliff's δ", "median difference [95% CI]"], rows));
+    }
+    let changes: Vec<String> = m
+        .platforms
+        .iter()
+        .flat_map(|p| p.change_points.iter().map(move |c| format!("{} at batch {} (median {} → {})", p.platform, c.index, num(c.before_median), num(c.after_median))))
+        .collect();
+    blocks.push(Block::Paragraph(if changes.is_empty() {
+        "Change points: none detected.".into()
+    } else {
+        format!("Change points: {}.", changes.join("; "))
+    }));
+    if figures {
+        let series: Vec<charts::Series<'_>> = m
+            .platforms
+            .iter()
+            .enumerate()
+            .map(|(colour, p)| charts::Series { name: &p.platform, values: &p.series, colour })
+            .collect();
+        let mut svgs: Vec<String> = series
+            .iter()
+            .map(|s| charts::lines(&format!("{} per batch: {}", m.title, s.name), m.unit, std::slice::from_ref(s), true))
+            .collect();
+        if series.len() > 1 {
+            svgs.push(charts::lines(&format!("{} per batch, all platforms", m.title), m.unit, &series, false));
+        }
+        svgs.push(charts::boxes(&format!("{} by platform", m.title), m.unit, &series));
+        blocks.push(Block::Figures(svgs));
+    }
+    blocks
+}
+
+/// Lays out the report; `figures` adds the SVG charts (HTML).
+pub fn blocks(r: &Report, figures: bool) -> Vec<Block> {
+    let mut b = vec![
+        Block::Heading(1, format!("Benchmark report: run {}", r.run_id)),
+        Block::Paragraph(format!(
+            "Platforms: {}. {} batches, {} images, {} MiB. Units: MiB = 2^20 bytes (the paper writes MB); times are per-batch wall times normalised to seconds per MiB; throughput = batch MiB / (download + inference seconds), the paper's definition. Tests at α = {}.",
+            r.platforms.join(", "),
+            r.reproducibility.batches,
+            r.reproducibility.images,
+            num(r.reproducibility.bytes as f64 / 1048576.0),
+            r.alpha
+        )),
+        Block::Heading(2, "Best platform per criterion (Table 8)".into()),
+        table(&["criterion", "best", "basis"], r.winners.iter().map(|w| vec![w.criterion.clone(), w.winner.clone().unwrap_or_else(|| "no significant difference".into()), w.basis.clone()]).collect()),
+        Block::Heading(2, "Measured metrics (Tables 2–5, Figures 3–16)".into()),
+    ];
+    for m in &r.metrics {
+        b.extend(metric_blocks(m, r.alpha, figures));
+    }
+    b.push(Block::Heading(2, "Per-request latency (histograms merged across workers)".into()));
+    b.push(table(
+        &["platform", "phase", "requests", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms"],
+        r.latency.iter().map(|l| vec![l.platform.clone(), l.phase.into(), l.requests.to_string(), num(l.p50_ms), num(l.p90_ms), num(l.p99_ms), num(l.p999_ms)]).collect(),
+    ));
+    b.push(Block::Heading(2, "Observed availability against the SLA".into()));
+    b.push(table(
+        &["platform", "requests", "failed", "availability %", "SLA %", "meets SLA"],
+        r.availability
+            .iter()
+            .map(|a| {
+                let sla = a.sla_percent.map_or("–".into(), |s| format!("{s}"));
+                let meets = a.meets_sla.map_or("–".into(), |m| if m { "yes" } else { "no" }.into());
+                vec![a.platform.clone(), a.requests.to_string(), a.failed.to_string(), format!("{:.4}", a.availability_percent), sla, meets]
+            })
+            .collect(),
+    ));
+    b.push(Block::Heading(2, "Costs (Tables 6 and 7, at the measured throughput)".into()));
+    if !r.costs.is_empty() {
+        b.push(table(
+            &["platform", "provider", "USD per hour", "USD per day", "images/s", "USD per 1,000 images"],
+            r.costs
+                .iter()
+                .map(|c| vec![c.platform.clone(), c.provider.clone(), range(c.usd_per_hour, usd), range(c.usd_per_day, usd), num(c.images_per_second), range(c.usd_per_1000_images, usd)])
+                .collect(),
+        ));
+        let rows = r
+            .costs
+            .iter()
+            .flat_map(|c| {
+                c.components.iter().map(move |k| {
+                    let price = match k.usd_per_hour_max {
+                        Some(max) => format!("{}–{}", usd(k.usd_per_hour), usd(max)),
+                        None => usd(k.usd_per_hour),
+                    };
+                    vec![c.platform.clone(), k.service.clone(), k.instance.clone(), price, k.note.clone().unwrap_or_default()]
+                })
+            })
+            .collect();
+        b.push(table(&["platform", "service", "instance or capacity", "USD per hour", "note"], rows));
+    }
+    if !r.unpriced.is_empty() {
+        b.push(Block::Paragraph(format!("No prices in the catalog for: {} (add them with --catalog).", r.unpriced.join(", "))));
+    }
+    b.push(Block::Heading(2, "Best platform per business requirement (Table 9)".into()));
+    b.push(table(
+        &["requirement", "best", "scores", "reasoning (criterion × weight: leader)"],
+        r.requirements
+            .iter()
+            .map(|q| {
+                let scores = q.scores.iter().map(|(p, s)| format!("{p} {s:.2}")).collect::<Vec<_>>().join(", ");
+                vec![q.requirement.name.clone(), q.best.clone().unwrap_or_else(|| "tie".into()), scores, q.reasoning.clone()]
+            })
+            .collect(),
+    ));
+    if !r.rounds.is_empty() {
+        b.push(Block::Heading(2, "Rounds: medians and trend".into()));
+        b.push(table(
+            &["metric", "platform", "rounds", "first median", "last median", "slope per round"],
+            r.rounds
+                .iter()
+                .map(|t| {
+                    let first = t.medians.first().map_or(f64::NAN, |m| m.1);
+                    let last = t.medians.last().map_or(f64::NAN, |m| m.1);
+                    vec![t.metric.into(), t.platform.clone(), t.medians.len().to_string(), num(first), num(last), num(t.slope_per_round)]
+                })
+                .collect(),
+        ));
+    }
+    let rep = &r.reproducibility;
+    b.push(Block::Heading(2, "Reproducibility".into()));
+    b.push(Block::Paragraph(format!(
+        "Run {}; batches {} from Unix time {} s to {} s; git commits: {}; model hashes: {}.",
+        rep.run_id,
+        rep.batches,
+        rep.first_start_unix_ns / 1_000_000_000,
+        rep.last_end_unix_ns / 1_000_000_000,
+        if rep.git_commits.is_empty() { "–".into() } else { rep.git_commits.join(", ") },
+        if rep.model_hashes.is_empty() { "none (storage only)".into() } else { rep.model_hashes.join(", ") }
+    )));
+    b.push(table(&["worker", "host", "platform", "provider", "region", "instance type"], rep.workers.iter().map(|w| w.to_vec()).collect()));
+    if let Some(spec) = &rep.spec {
+        b.push(Block::Code(spec.clone()));
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_keep_four_significant_digits() {
+        assert_eq!(num(1.23456), "1.235");
+        assert_eq!(num(0.0012346), "0.001235");
+        assert_eq!(num(1145.78), "1146");
+        assert_eq!(num(0.0), "0.000");
+        assert_eq!(num(f64::NAN), "–");
+        assert_eq!(pval(0.0001234), "1.23e-4");
+        assert_eq!(pval(0.5), "0.5000");
+    }
+}

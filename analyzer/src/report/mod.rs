@@ -1,0 +1,33 @@
+//! `analyzer report`: the paper's tables and figures from a run's metrics, and what goes beyond them
+//! (effect sizes, pairwise tests, change points, merged latency, availability, costs, requirements).
+//!
+//! - [`config`]: the editable price catalog and requirement weights (TOML, defaults embedded).
+//! - [`build`]: metrics → [`model::Report`], every number (pure).
+//! - [`content`] lays the report out as [`document`] blocks, rendered to Markdown or HTML;
+//!   [`charts`] draws the figures as SVG.
+//! [`render`] returns the three files' bytes; the caller writes them.
+
+pub mod build;
+pub mod charts;
+pub mod config;
+pub mod content;
+pub mod document;
+pub mod model;
+
+pub use build::{Options, build};
+
+/// The report's three renderings: `report.md`, `report.html`, `report.json`.
+pub struct Rendered {
+    pub markdown: String,
+    pub html: String,
+    pub json: String,
+}
+
+/// Renders a report in every format.
+pub fn render(report: &model::Report) -> Rendered {
+    Rendered {
+        markdown: document::markdown(&content::blocks(report, false)),
+        html: document::html(&format!("Benchmark report: run {}", report.run_id), &content::blocks(report, true)),
+        json: serde_json::to_string_pretty(report).expect("the report serialises") + "\n",
+    }
+}

@@ -1,0 +1,152 @@
+//! The report's content as plain data: every number the Markdown, HTML and JSON renderings show.
+
+use serde::Serialize;
+
+use crate::stats::{ChangePoint, Descriptives, Interval, Kruskal};
+
+use super::config::{Component, Requirement};
+
+/// A measured metric compared across platforms (one of the paper's Tables 2–5).
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricSection {
+    /// Short name used in requirement weights ("upload", "download", "inference", "throughput").
+    pub key: &'static str,
+    pub title: &'static str,
+    pub unit: &'static str,
+    pub lower_is_better: bool,
+    pub platforms: Vec<PlatformMetric>,
+    pub kruskal: Option<Kruskal>,
+    pub epsilon_squared: Option<f64>,
+    pub pairs: Vec<Pair>,
+    /// Why a test is missing (one platform, all values equal, ...).
+    pub note: Option<String>,
+    /// The significant winner at the report's alpha, if any.
+    pub winner: Option<String>,
+}
+
+/// One platform's values of a metric.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlatformMetric {
+    pub platform: String,
+    pub describe: Descriptives,
+    /// Bootstrap confidence interval of the median.
+    pub median_ci: Option<Interval>,
+    /// Regime changes in the per-batch series, by batch position in the run.
+    pub change_points: Vec<ChangePoint>,
+    /// The per-batch series in run order (round, batch), for the figures.
+    #[serde(skip)]
+    pub series: Vec<f64>,
+}
+
+/// Pairwise comparison of two platforms on one metric.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pair {
+    pub a: String,
+    pub b: String,
+    pub dunn_z: f64,
+    pub dunn_p_holm: f64,
+    pub mwu_u: f64,
+    pub mwu_p: f64,
+    pub cliffs_delta: f64,
+    /// Bootstrap interval of median(a) − median(b).
+    pub median_difference: Option<Interval>,
+}
+
+/// Merged per-request latency of one platform and phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyRow {
+    pub platform: String,
+    pub phase: &'static str,
+    pub requests: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+}
+
+/// Observed availability against the promised SLA.
+#[derive(Debug, Clone, Serialize)]
+pub struct AvailabilityRow {
+    pub platform: String,
+    pub requests: u64,
+    pub failed: u64,
+    pub availability_percent: f64,
+    pub sla_percent: Option<f64>,
+    pub meets_sla: Option<bool>,
+}
+
+/// Costs of one platform at its measured throughput (the paper's Tables 6 and 7, extended).
+#[derive(Debug, Clone, Serialize)]
+pub struct CostRow {
+    pub platform: String,
+    pub provider: String,
+    pub components: Vec<Component>,
+    pub usd_per_hour: (f64, f64),
+    pub usd_per_day: (f64, f64),
+    /// Images per second over download + inference time, all batches.
+    pub images_per_second: f64,
+    pub usd_per_1000_images: (f64, f64),
+}
+
+/// One row of the winners table (the paper's Table 8).
+#[derive(Debug, Clone, Serialize)]
+pub struct WinnerRow {
+    pub criterion: String,
+    /// The best platform, or `None` when no difference is significant (or no data).
+    pub winner: Option<String>,
+    pub basis: String,
+}
+
+/// One row of the requirements table (the paper's Table 9).
+#[derive(Debug, Clone, Serialize)]
+pub struct RequirementRow {
+    pub requirement: Requirement,
+    /// Weighted score per platform, 0 to 1.
+    pub scores: Vec<(String, f64)>,
+    pub best: Option<String>,
+    pub reasoning: String,
+}
+
+/// Per-round medians of one metric and platform, with the trend across rounds.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundTrend {
+    pub metric: &'static str,
+    pub platform: String,
+    pub medians: Vec<(u32, f64)>,
+    /// Least-squares slope of the round medians, in the metric's unit per round.
+    pub slope_per_round: f64,
+}
+
+/// What is needed to reproduce the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reproducibility {
+    pub run_id: String,
+    pub spec: Option<String>,
+    pub batches: usize,
+    pub images: u64,
+    pub bytes: u64,
+    pub first_start_unix_ns: i64,
+    pub last_end_unix_ns: i64,
+    /// Distinct worker identities: id, host, platform, provider, region, instance type.
+    pub workers: Vec<[String; 6]>,
+    pub git_commits: Vec<String>,
+    pub model_hashes: Vec<String>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub run_id: String,
+    pub alpha: f64,
+    pub platforms: Vec<String>,
+    pub metrics: Vec<MetricSection>,
+    pub latency: Vec<LatencyRow>,
+    pub availability: Vec<AvailabilityRow>,
+    pub costs: Vec<CostRow>,
+    /// Platforms with no entry in the price catalog.
+    pub unpriced: Vec<String>,
+    pub winners: Vec<WinnerRow>,
+    pub requirements: Vec<RequirementRow>,
+    pub rounds: Vec<RoundTrend>,
+    pub reproducibility: Reproducibility,
+}
