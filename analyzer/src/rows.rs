@@ -50,12 +50,13 @@ fn seconds(phase: &Option<PhaseTiming>) -> Option<f64> {
     phase.as_ref().map(|p| p.duration_ns as f64 / 1e9)
 }
 
-fn quantile_ms(phase: &Option<PhaseTiming>, q: f64) -> f64 {
+/// p50 and p99 of a phase's request latency in ms (0 without requests), decoding the histogram once.
+fn p50_p99_ms(phase: &Option<PhaseTiming>) -> (f64, f64) {
     phase
         .as_ref()
         .and_then(|p| proto::latency::decode(&p.latency_histogram).ok())
         .filter(|h| !h.is_empty())
-        .map_or(0.0, |h| h.value_at_quantile(q) as f64 / 1000.0)
+        .map_or((0.0, 0.0), |h| (h.value_at_quantile(0.5) as f64 / 1000.0, h.value_at_quantile(0.99) as f64 / 1000.0))
 }
 
 impl BatchRow {
@@ -68,6 +69,8 @@ impl BatchRow {
         let inference_s = seconds(&m.inference);
         let serving = download_s + inference_s.unwrap_or(0.0);
         let worker = m.worker.clone().unwrap_or_default();
+        let (upload_p50_ms, upload_p99_ms) = p50_p99_ms(&m.upload);
+        let (download_p50_ms, download_p99_ms) = p50_p99_ms(&m.download);
         let versions = m.versions.clone().unwrap_or_default();
         Self {
             job_key: m.job_key.clone(),
@@ -85,10 +88,10 @@ impl BatchRow {
             download_s_per_mib: per_mib(download_s),
             inference_s_per_mib: inference_s.map(per_mib),
             throughput_mib_s: if serving > 0.0 { mib / serving } else { f64::NAN },
-            upload_p50_ms: quantile_ms(&m.upload, 0.5),
-            upload_p99_ms: quantile_ms(&m.upload, 0.99),
-            download_p50_ms: quantile_ms(&m.download, 0.5),
-            download_p99_ms: quantile_ms(&m.download, 0.99),
+            upload_p50_ms,
+            upload_p99_ms,
+            download_p50_ms,
+            download_p99_ms,
             errors: m.errors.iter().map(|c| c.count).sum(),
             worker_id: worker.worker_id,
             host: worker.host,

@@ -74,6 +74,9 @@ async fn enqueue_rate() {
     }
     let peer = ENQUEUE_JOBS as f64 / started.elapsed().as_secs_f64();
     println!("enqueue: coordinator {ours:.0} jobs/s (run state in Redis + confirms), bare confirmed publish {peer:.0} msg/s, ratio {:.2}", ours / peer);
+    for ns in [&ns, &peer_ns] {
+        broker.delete(ns, &["bench".into()]).await.unwrap();
+    }
     broker.close().await;
 }
 
@@ -145,6 +148,9 @@ async fn worker_overhead() {
         p99 / f99
     );
     println!("  of the floor, one confirmed publish to a quorum queue: p50 {c50:.3} ms, p99 {c99:.3} ms");
+    for ns in [&ns, &peer_ns] {
+        broker.delete(ns, &["bench".into()]).await.unwrap();
+    }
     broker.close().await;
 }
 

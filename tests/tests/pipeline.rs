@@ -35,6 +35,7 @@ async fn a_multi_platform_run_delivers_every_batch_exactly_once() {
     // Every byte of every image was verified after download: no errors in any batch.
     assert!(world.store.lock().unwrap().read(&run_id).unwrap().iter().all(|m| m.errors.is_empty() && m.images > 0));
     assert_eq!(world.broker.depth(&world.ns.dead_letter_queue()).await.unwrap(), 0);
+    world.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,6 +58,7 @@ async fn malformed_jobs_and_metrics_are_dead_lettered_and_work_goes_on() {
     let collected = finish(collector).await;
     assert_eq!((worker.malformed, worker.done), (1, 1));
     assert_eq!((collected.malformed, collected.stored), (1, 1));
+    world.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,6 +82,7 @@ async fn a_worker_killed_mid_batch_is_replaced_and_the_batch_counted_once() {
     assert_eq!(metrics.images, 400);
     assert_eq!(finish(worker).await.done, 1);
     finish(collector).await;
+    world.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,6 +124,7 @@ async fn a_coordinator_restarted_mid_enqueue_produces_no_duplicate() {
     assert_eq!(done + duplicates, in_queue, "every extra copy was recognised and dropped");
     assert_eq!(world.keys_once(&run_id).len(), 600);
     finish(collector).await;
+    world.cleanup().await;
 }
 
 #[test]

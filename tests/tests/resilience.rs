@@ -34,6 +34,7 @@ async fn a_job_that_keeps_failing_is_dead_lettered_at_its_limit_and_marked_faile
     let worker = spawn_worker(&world.ns, "aws", &world.data, &bucket, world.state.clone());
     wait_for("the retried batch to be done", WAIT, || async { (world.count(&run_id, BatchState::Done).await == 1).then_some(()) }).await;
     finish(worker).await;
+    world.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,6 +59,7 @@ async fn sigterm_lets_the_batch_in_hand_finish_then_the_worker_exits_cleanly() {
     assert_eq!((world.count(&run_id, BatchState::Done).await, world.count(&run_id, BatchState::Queued).await), (1, 1));
     wait_for("the finished batch's metrics", WAIT, || async { (world.stored(&run_id) == 1).then_some(()) }).await;
     finish(collector).await;
+    world.cleanup().await;
 }
 
 /// A Redis server of this test's own, with an append-only file so that a restart keeps the run state.
@@ -123,6 +125,7 @@ async fn workers_ride_out_a_redis_restart_and_the_run_completes() {
     let stats = finish(worker).await;
     assert_eq!(finish(collector).await.stored, 40, "no metrics lost or counted twice");
     assert!(stats.done >= 40, "{stats:?}");
+    world.cleanup().await;
 }
 
 /// Closes, on the broker's side, every connection whose name is `name`.
@@ -161,4 +164,5 @@ async fn workers_reconnect_when_the_broker_drops_them_and_nothing_is_lost() {
     let stats = finish(worker).await;
     assert_eq!((stats.reconnects, stats.done), (1, 40), "{stats:?}");
     assert_eq!(finish(collector).await.stored, 40);
+    world.cleanup().await;
 }

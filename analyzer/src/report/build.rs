@@ -14,7 +14,9 @@ use crate::stats;
 pub struct Options {
     /// Significance level of every test.
     pub alpha: f64,
-    /// Bootstrap resamples and seed: the same seed gives the same intervals.
+    /// Bootstrap resamples and seed: the same seed gives the same intervals. 1,000 resamples is the
+    /// least Efron & Tibshirani (*An Introduction to the Bootstrap*, 1993, §13.3) advise for
+    /// percentile intervals.
     pub resamples: usize,
     pub seed: u64,
     /// Confidence level of the bootstrap intervals.
@@ -27,7 +29,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { alpha: 0.05, resamples: 2000, seed: 1, level: 0.95, min_segment: 5, spec: None }
+        Self { alpha: 0.05, resamples: 1000, seed: 1, level: 0.95, min_segment: 5, spec: None }
     }
 }
 
@@ -68,7 +70,7 @@ pub fn build(run_id: &str, metrics: &[BatchMetrics], catalog: &Catalog, requirem
         run_id: run_id.to_owned(),
         alpha: options.alpha,
         latency: latency(&platforms, &ordered),
-        rounds: rounds(&rows, &platforms),
+        rounds: rounds(&rows, &platforms, options.min_segment),
         reproducibility: reproducibility(run_id, &ordered, options),
         platforms,
         metrics: sections,
@@ -82,16 +84,23 @@ pub fn build(run_id: &str, metrics: &[BatchMetrics], catalog: &Catalog, requirem
 
 fn metric_section(def: &MetricDef, platforms: &[String], rows: &[BatchRow], options: &Options) -> Option<MetricSection> {
     let mut per_platform = Vec::new();
-    for platform in platforms {
-        let series: Vec<f64> = rows.iter().filter(|r| &r.platform == platform).filter_map(|r| (def.get)(r)).filter(|v| v.is_finite()).collect();
+    // Bootstrap medians per platform, drawn once: each platform's interval and every pair's
+    // difference interval come from them (independent streams: the seed is offset per platform).
+    let mut replicates: Vec<Vec<f64>> = Vec::new();
+    for (offset, platform) in platforms.iter().enumerate() {
+        let measured: Vec<(u32, f64)> =
+            rows.iter().filter(|r| &r.platform == platform).filter_map(|r| Some((r.batch_index, (def.get)(r)?))).filter(|(_, v)| v.is_finite()).collect();
+        let series: Vec<f64> = measured.iter().map(|(_, v)| *v).collect();
         let Ok(describe) = stats::describe(&series) else { continue };
+        let draws = stats::median_replicates(&series, options.resamples, options.seed.wrapping_add(offset as u64)).unwrap_or_default();
         per_platform.push(PlatformMetric {
             platform: platform.clone(),
+            median_ci: stats::percentile_interval(describe.median, draws.clone(), options.level).ok(),
             describe,
-            median_ci: stats::bootstrap_median(&series, options.level, options.resamples, options.seed).ok(),
-            change_points: stats::change_points(&series, options.min_segment).unwrap_or_default(),
+            change_points: stats::change_points(&batch_profile(&measured), options.min_segment).unwrap_or_default(),
             series,
         });
+        replicates.push(draws);
     }
     if per_platform.is_empty() {
         return None;
@@ -115,7 +124,10 @@ fn metric_section(def: &MetricDef, platforms: &[String], rows: &[BatchRow], opti
                 mwu_u: mwu.u,
                 mwu_p: mwu.p,
                 cliffs_delta: stats::cliffs_delta(&a.series, &b.series).unwrap_or(f64::NAN),
-                median_difference: stats::bootstrap_median_difference(&a.series, &b.series, options.level, options.resamples, options.seed).ok(),
+                median_difference: {
+                    let differences = replicates[d.a].iter().zip(&replicates[d.b]).map(|(x, y)| x - y).collect();
+                    stats::percentile_interval(a.describe.median - b.describe.median, differences, options.level).ok()
+                },
             });
         }
     }
@@ -132,6 +144,17 @@ fn metric_section(def: &MetricDef, platforms: &[String], rows: &[BatchRow], opti
         winner,
         platforms: per_platform,
     })
+}
+
+/// The per-batch profile of a metric: for each batch position, the median over rounds (the series
+/// itself for a single round). Regime changes within a round, like the paper's after batches 30 and
+/// 80, show in it; changes from one round to the next show in the round trends.
+fn batch_profile(measured: &[(u32, f64)]) -> Vec<f64> {
+    let mut by_batch: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+    for (index, v) in measured {
+        by_batch.entry(*index).or_default().push(*v);
+    }
+    by_batch.into_values().filter_map(|v| stats::describe(&v).ok().map(|d| d.median)).collect()
 }
 
 /// The platform with the best median, if the omnibus test is significant and, with more than two
@@ -343,7 +366,7 @@ fn slope(points: &[(u32, f64)]) -> f64 {
     if sxx == 0.0 { 0.0 } else { sxy / sxx }
 }
 
-fn rounds(rows: &[BatchRow], platforms: &[String]) -> Vec<RoundTrend> {
+fn rounds(rows: &[BatchRow], platforms: &[String], min_segment: usize) -> Vec<RoundTrend> {
     let rounds: BTreeSet<u32> = rows.iter().map(|r| r.round).collect();
     if rounds.len() < 2 {
         return Vec::new();
@@ -359,7 +382,9 @@ fn rounds(rows: &[BatchRow], platforms: &[String]) -> Vec<RoundTrend> {
                 })
                 .collect();
             if !medians.is_empty() {
-                out.push(RoundTrend { metric: def.key, platform: platform.clone(), slope_per_round: slope(&medians), medians });
+                let values: Vec<f64> = medians.iter().map(|(_, m)| *m).collect();
+                let change_points = stats::change_points(&values, min_segment).unwrap_or_default();
+                out.push(RoundTrend { metric: def.key, platform: platform.clone(), slope_per_round: slope(&medians), medians, change_points });
             }
         }
     }

@@ -77,7 +77,7 @@ impl Catalog {
         for (name, entry) in &catalog.platform {
             for c in &entry.components {
                 let max_ok = c.usd_per_hour_max.is_none_or(|m| m >= c.usd_per_hour);
-                if !(c.usd_per_hour >= 0.0) || !max_ok {
+                if c.usd_per_hour.is_nan() || c.usd_per_hour < 0.0 || !max_ok {
                     return Err(format!("price catalog: platform {name}: {} needs 0 <= usd_per_hour <= usd_per_hour_max", c.service));
                 }
             }
@@ -100,7 +100,7 @@ impl Requirements {
             if let Some(c) = r.weights.keys().find(|c| !CRITERIA.contains(&c.as_str())) {
                 return Err(format!("requirements: {:?}: unknown criterion {c:?} (known: {})", r.name, CRITERIA.join(", ")));
             }
-            if r.weights.values().any(|w| !(*w >= 0.0)) || r.weights.values().all(|w| *w == 0.0) {
+            if r.weights.values().any(|w| w.is_nan() || *w < 0.0) || r.weights.values().all(|w| *w == 0.0) {
                 return Err(format!("requirements: {:?}: weights must be non-negative with at least one positive", r.name));
             }
         }

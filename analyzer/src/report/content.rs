@@ -181,13 +181,19 @@ pub fn blocks(r: &Report, figures: bool) -> Vec<Block> {
     if !r.rounds.is_empty() {
         b.push(Block::Heading(2, "Rounds: medians and trend".into()));
         b.push(table(
-            &["metric", "platform", "rounds", "first median", "last median", "slope per round"],
+            &["metric", "platform", "rounds", "first median", "last median", "slope per round", "change points (round)"],
             r.rounds
                 .iter()
                 .map(|t| {
                     let first = t.medians.first().map_or(f64::NAN, |m| m.1);
                     let last = t.medians.last().map_or(f64::NAN, |m| m.1);
-                    vec![t.metric.into(), t.platform.clone(), t.medians.len().to_string(), num(first), num(last), num(t.slope_per_round)]
+                    let changes: Vec<String> = t
+                        .change_points
+                        .iter()
+                        .map(|c| format!("{} ({} → {})", t.medians[c.index].0, num(c.before_median), num(c.after_median)))
+                        .collect();
+                    let changes = if changes.is_empty() { "none".to_owned() } else { changes.join("; ") };
+                    vec![t.metric.into(), t.platform.clone(), t.medians.len().to_string(), num(first), num(last), num(t.slope_per_round), changes]
                 })
                 .collect(),
         ));

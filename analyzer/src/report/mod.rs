@@ -5,6 +5,7 @@
 //! - [`build`]: metrics → [`model::Report`], every number (pure).
 //! - [`content`] lays the report out as [`document`] blocks, rendered to Markdown or HTML;
 //!   [`charts`] draws the figures as SVG.
+//!
 //! [`render`] returns the three files' bytes; the caller writes them.
 
 pub mod build;

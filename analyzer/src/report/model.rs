@@ -31,7 +31,7 @@ pub struct PlatformMetric {
     pub describe: Descriptives,
     /// Bootstrap confidence interval of the median.
     pub median_ci: Option<Interval>,
-    /// Regime changes in the per-batch series, by batch position in the run.
+    /// Regime changes along the batches of a round (in the median over rounds of each batch position).
     pub change_points: Vec<ChangePoint>,
     /// The per-batch series in run order (round, batch), for the figures.
     #[serde(skip)]
@@ -115,6 +115,8 @@ pub struct RoundTrend {
     pub medians: Vec<(u32, f64)>,
     /// Least-squares slope of the round medians, in the metric's unit per round.
     pub slope_per_round: f64,
+    /// Regime changes from round to round; `index` is the position in `medians`.
+    pub change_points: Vec<ChangePoint>,
 }
 
 /// What is needed to reproduce the run.

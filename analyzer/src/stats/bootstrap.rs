@@ -29,9 +29,9 @@ pub fn bootstrap_median(values: &[f64], level: f64, resamples: usize, seed: u64)
     check_sample(values, 0)?;
     check_settings(level, resamples)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut buf = vec![0.0; values.len()];
-    let medians = (0..resamples).map(|_| resample_median(values, &mut buf, &mut rng)).collect();
-    Ok(interval(median_sorted(&sorted(values)), medians, level))
+    let mut resampler = Resampler::new(values);
+    let medians = (0..resamples).map(|_| resampler.median(&mut rng)).collect();
+    Ok(interval(median_sorted(&resampler.sorted), medians, level))
 }
 
 /// Returns median(a) − median(b) with a percentile-bootstrap interval at `level`, resampling `a` and
@@ -47,11 +47,9 @@ pub fn bootstrap_median_difference(
     check_sample(b, 1)?;
     check_settings(level, resamples)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (mut buf_a, mut buf_b) = (vec![0.0; a.len()], vec![0.0; b.len()]);
-    let differences = (0..resamples)
-        .map(|_| resample_median(a, &mut buf_a, &mut rng) - resample_median(b, &mut buf_b, &mut rng))
-        .collect();
-    let estimate = median_sorted(&sorted(a)) - median_sorted(&sorted(b));
+    let (mut ra, mut rb) = (Resampler::new(a), Resampler::new(b));
+    let differences = (0..resamples).map(|_| ra.median(&mut rng) - rb.median(&mut rng)).collect();
+    let estimate = median_sorted(&ra.sorted) - median_sorted(&rb.sorted);
     Ok(interval(estimate, differences, level))
 }
 
@@ -66,12 +64,70 @@ fn check_settings(level: f64, resamples: usize) -> Result<(), StatsError> {
 }
 
 /// Fills `buf` with a resample of `values` (same size, with replacement) and returns its median.
-fn resample_median(values: &[f64], buf: &mut [f64], rng: &mut ChaCha8Rng) -> f64 {
-    for slot in buf.iter_mut() {
-        *slot = values[rng.random_range(0..values.len())];
+/// Draws resamples (n values with replacement) of one sample and returns their medians.
+///
+/// A resample's median depends only on how many times each order statistic was drawn, so instead of
+/// copying and sorting n values per resample, it counts draws per position of the sorted sample and
+/// walks the counts to the middle: O(n) per resample, no sort, the same distribution.
+struct Resampler {
+    sorted: Vec<f64>,
+    counts: Vec<u32>,
+}
+
+impl Resampler {
+    fn new(values: &[f64]) -> Self {
+        Self { sorted: sorted(values), counts: vec![0; values.len()] }
     }
-    buf.sort_unstable_by(f64::total_cmp);
-    median_sorted(buf)
+
+    fn median(&mut self, rng: &mut ChaCha8Rng) -> f64 {
+        let n = self.sorted.len();
+        self.counts.fill(0);
+        // Two positions from each 64-bit draw by multiply-shift (Lemire, "Fast random integer
+        // generation in an interval", ACM TOMACS 29(1), 2019), without the rejection step: its bias
+        // is below n / 2^32 (under 3e-6 for 11,600 values), far below the bootstrap's own noise, and
+        // it halves the generator's work, which dominates the resampling.
+        let scale = |half: u64| ((half * n as u64) >> 32) as usize;
+        for _ in 0..n / 2 {
+            let r: u64 = rng.random();
+            self.counts[scale(r >> 32)] += 1;
+            self.counts[scale(r & 0xffff_ffff)] += 1;
+        }
+        if n % 2 == 1 {
+            self.counts[scale(rng.random::<u64>() >> 32)] += 1;
+        }
+        // 0-based ranks of the middle: one for odd n, the two to average for even n.
+        let (lower, upper) = ((n - 1) / 2, n / 2);
+        let (mut seen, mut low_value) = (0usize, None);
+        for (value, count) in self.sorted.iter().zip(&self.counts) {
+            seen += *count as usize;
+            if low_value.is_none() && seen > lower {
+                low_value = Some(*value);
+            }
+            if seen > upper {
+                return (low_value.expect("lower <= upper") + value) / 2.0;
+            }
+        }
+        unreachable!("n draws reach every rank below n")
+    }
+}
+
+/// Returns the medians of `resamples` resamples of `values`, drawn by ChaCha8 seeded with `seed`.
+///
+/// Replicates of independent samples can be combined: the differences of two samples' replicates,
+/// position by position, are replicates of the difference of their medians, as drawn by
+/// [`bootstrap_median_difference`] (which draws both from one generator instead).
+pub fn median_replicates(values: &[f64], resamples: usize, seed: u64) -> Result<Vec<f64>, StatsError> {
+    check_sample(values, 0)?;
+    check_settings(0.5, resamples)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut resampler = Resampler::new(values);
+    Ok((0..resamples).map(|_| resampler.median(&mut rng)).collect())
+}
+
+/// Returns the percentile interval at `level` of bootstrap `replicates` around `estimate`.
+pub fn percentile_interval(estimate: f64, replicates: Vec<f64>, level: f64) -> Result<Interval, StatsError> {
+    check_settings(level, replicates.len())?;
+    Ok(interval(estimate, replicates, level))
 }
 
 fn interval(estimate: f64, mut replicates: Vec<f64>, level: f64) -> Interval {

@@ -26,7 +26,7 @@ mod kruskal;
 mod mann_whitney;
 mod ranks;
 
-pub use bootstrap::{Interval, bootstrap_median, bootstrap_median_difference};
+pub use bootstrap::{Interval, bootstrap_median, bootstrap_median_difference, median_replicates, percentile_interval};
 pub use change_points::{ChangePoint, change_points};
 pub use cliffs::cliffs_delta;
 pub use describe::{Descriptives, describe, quantile};

@@ -70,3 +70,10 @@ pub fn metrics(run_id: &str, profiles: &[Profile], batches: u32, rounds: u32, se
     }
     out
 }
+
+/// Three platforms, for scaling benchmarks.
+pub const THREE: [Profile; 3] = [
+    Profile { name: "aws", upload: 1.84, download: 1.40, inference: 1.10, step_at: None, step_factor: 1.0 },
+    Profile { name: "azure", upload: 2.30, download: 0.49, inference: 0.60, step_at: Some(30), step_factor: 0.6 },
+    Profile { name: "local", upload: 0.20, download: 0.10, inference: 2.50, step_at: Some(80), step_factor: 1.5 },
+];

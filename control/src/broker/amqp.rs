@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions,
-    BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -157,6 +157,24 @@ impl Broker for AmqpBroker {
             .await
             .map_err(refused(format!("consuming from queue {queue}")))?;
         Ok(Box::new(AmqpSubscription { channel, consumer, tag, cancelled: false }))
+    }
+
+    async fn delete(&self, ns: &Namespace, platforms: &[String]) -> Result<(), BrokerError> {
+        let channel = self.connection.create_channel().await.map_err(lost)?;
+        let queues = [ns.metrics_queue(), ns.dead_letter_queue()].into_iter().chain(platforms.iter().map(|p| ns.job_queue(p)));
+        for queue in queues {
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .map_err(refused(format!("deleting queue {queue}")))?;
+        }
+        let dlx = ns.dead_letter_exchange();
+        channel
+            .exchange_delete(dlx.as_str().into(), ExchangeDeleteOptions::default())
+            .await
+            .map_err(refused(format!("deleting exchange {dlx}")))?;
+        let _ = channel.close(200, "deleted".into()).await;
+        Ok(())
     }
 
     async fn depth(&self, queue: &str) -> Result<u64, BrokerError> {

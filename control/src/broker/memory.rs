@@ -120,6 +120,14 @@ impl Broker for MemoryBroker {
         }))
     }
 
+    async fn delete(&self, ns: &Namespace, platforms: &[String]) -> Result<(), BrokerError> {
+        let mut inner = self.inner.lock().expect("broker lock");
+        for queue in [ns.metrics_queue(), ns.dead_letter_queue()].into_iter().chain(platforms.iter().map(|p| ns.job_queue(p))) {
+            inner.queues.remove(&queue);
+        }
+        Ok(())
+    }
+
     async fn depth(&self, queue: &str) -> Result<u64, BrokerError> {
         let inner = self.inner.lock().expect("broker lock");
         inner.queues.get(queue).map(|q| q.ready.len() as u64).ok_or_else(|| Self::missing(queue))

@@ -113,6 +113,10 @@ pub trait Broker: Send + Sync {
     /// Subscribes to `queue` with at most `prefetch` unsettled deliveries.
     async fn subscribe(&self, queue: &str, prefetch: u16) -> Result<Box<dyn Subscription>, BrokerError>;
 
+    /// Deletes the namespace's queues (job queues of `platforms`, metrics, dead letters) and its
+    /// dead-letter exchange, with any messages in them; deleting what does not exist is not an error.
+    async fn delete(&self, ns: &Namespace, platforms: &[String]) -> Result<(), BrokerError>;
+
     /// Number of messages ready in `queue` (not counting deliveries in progress).
     async fn depth(&self, queue: &str) -> Result<u64, BrokerError>;
 
