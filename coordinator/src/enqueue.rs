@@ -80,6 +80,7 @@ fn job(meta: &RunMeta, spec: &RunSpec, manifest: &Manifest, batch: &BatchRef, at
         deadline_unix_ms: spec.job_deadline_secs.map_or(0, |s| now_ms + s as i64 * 1000),
         enqueued_unix_ms: now_ms,
         max_deliveries: spec.delivery_limit,
+        manifest_sha256: plan::manifest_hash(manifest),
     }
 }
 

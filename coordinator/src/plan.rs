@@ -17,6 +17,18 @@ pub fn batch(manifest: &Manifest, batch_size: u32, index: u32) -> &[Entry] {
     &manifest.objects[start.min(end)..end]
 }
 
+/// Hash of a dataset: SHA-256 over the manifest's keys and checksums, in key order.
+pub fn manifest_hash(manifest: &Manifest) -> String {
+    let mut hash = Sha256::new();
+    for e in &manifest.objects {
+        hash.update(e.key.as_bytes());
+        hash.update(b"=");
+        hash.update(e.sha256.as_bytes());
+        hash.update(b"\n");
+    }
+    hex::encode(hash.finalize())
+}
+
 /// Hash of everything that defines which jobs a run has: platforms, rounds, batch size and the
 /// manifest's keys and checksums. Two specs with the same fingerprint produce the same jobs.
 pub fn fingerprint(spec: &RunSpec, manifest: &Manifest) -> String {
@@ -26,12 +38,7 @@ pub fn fingerprint(spec: &RunSpec, manifest: &Manifest) -> String {
         hash.update(p.as_bytes());
         hash.update(b",");
     }
-    for e in &manifest.objects {
-        hash.update(e.key.as_bytes());
-        hash.update(b"=");
-        hash.update(e.sha256.as_bytes());
-        hash.update(b"\n");
-    }
+    hash.update(manifest_hash(manifest).as_bytes());
     hex::encode(hash.finalize())
 }
 

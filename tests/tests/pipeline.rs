@@ -33,7 +33,7 @@ async fn a_multi_platform_run_delivers_every_batch_exactly_once() {
     let collected = finish(collector).await;
     assert_eq!((collected.stored, collected.malformed), (30, 0));
     // Every byte of every image was verified after download: no errors in any batch.
-    assert!(world.store.lock().unwrap().read(&run_id).unwrap().iter().all(|m| m.errors.is_empty() && m.images > 0));
+    assert!(world.store.lock().unwrap().read(&run_id).unwrap().iter().all(|m| m.errors.is_empty() && m.images > 0 && m.manifest_sha256.len() == 64));
     assert_eq!(world.broker.depth(&world.ns.dead_letter_queue()).await.unwrap(), 0);
     world.cleanup().await;
 }

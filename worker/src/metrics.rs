@@ -52,6 +52,7 @@ pub fn batch_metrics(key: &proto::JobKey, job: &BatchJob, run: &BatchRun, ctx: &
         versions: Some(ctx.versions.clone()),
         attempt: job.attempt,
         previous_deliveries: ctx.previous_deliveries,
+        manifest_sha256: job.manifest_sha256.clone(),
     }
 }
 

@@ -393,8 +393,11 @@ fn rounds(rows: &[BatchRow], platforms: &[String], min_segment: usize) -> Vec<Ro
 
 fn reproducibility(run_id: &str, metrics: &[&BatchMetrics], options: &Options) -> Reproducibility {
     let mut workers = BTreeSet::new();
-    let (mut commits, mut models) = (BTreeSet::new(), BTreeSet::new());
+    let (mut commits, mut models, mut manifests) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     for m in metrics {
+        if !m.manifest_sha256.is_empty() {
+            manifests.insert(m.manifest_sha256.clone());
+        }
         if let Some(w) = &m.worker {
             workers.insert([w.worker_id.clone(), w.host.clone(), w.platform.clone(), w.provider.clone(), w.region.clone(), w.instance_type.clone()]);
         }
@@ -416,6 +419,7 @@ fn reproducibility(run_id: &str, metrics: &[&BatchMetrics], options: &Options) -
         workers: workers.into_iter().collect(),
         git_commits: commits.into_iter().collect(),
         model_hashes: models.into_iter().collect(),
+        manifest_hashes: manifests.into_iter().collect(),
     }
 }
 

@@ -201,13 +201,14 @@ pub fn blocks(r: &Report, figures: bool) -> Vec<Block> {
     let rep = &r.reproducibility;
     b.push(Block::Heading(2, "Reproducibility".into()));
     b.push(Block::Paragraph(format!(
-        "Run {}; batches {} from Unix time {} s to {} s; git commits: {}; model hashes: {}.",
+        "Run {}; batches {} from Unix time {} s to {} s; git commits: {}; model hashes: {}; dataset manifest SHA-256: {}.",
         rep.run_id,
         rep.batches,
         rep.first_start_unix_ns / 1_000_000_000,
         rep.last_end_unix_ns / 1_000_000_000,
         if rep.git_commits.is_empty() { "–".into() } else { rep.git_commits.join(", ") },
-        if rep.model_hashes.is_empty() { "none (storage only)".into() } else { rep.model_hashes.join(", ") }
+        if rep.model_hashes.is_empty() { "none (storage only)".into() } else { rep.model_hashes.join(", ") },
+        if rep.manifest_hashes.is_empty() { "not recorded".into() } else { rep.manifest_hashes.join(", ") }
     )));
     b.push(table(&["worker", "host", "platform", "provider", "region", "instance type"], rep.workers.iter().map(|w| w.to_vec()).collect()));
     if let Some(spec) = &rep.spec {

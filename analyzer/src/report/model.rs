@@ -133,6 +133,8 @@ pub struct Reproducibility {
     pub workers: Vec<[String; 6]>,
     pub git_commits: Vec<String>,
     pub model_hashes: Vec<String>,
+    /// Hashes of the dataset manifests the batches came from (one, unless the run is mixed).
+    pub manifest_hashes: Vec<String>,
 }
 
 /// The whole report.

@@ -63,6 +63,7 @@ pub fn metrics(run_id: &str, profiles: &[Profile], batches: u32, rounds: u32, se
                     worker: Some(WorkerIdentity { worker_id: format!("{}-w1", p.name), host: "host".into(), platform: p.name.into(), provider: p.name.into(), region: "r1".into(), instance_type: "t1".into() }),
                     versions: Some(Versions { git_commit: "abc123".into(), model_hash: "f00d".into(), worker_version: "0.1.0".into() }),
                     attempt: 1,
+                    manifest_sha256: "5eed".into(),
                     ..Default::default()
                 });
             }
