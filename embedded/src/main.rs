@@ -15,7 +15,7 @@ struct Args {
     #[arg(long, default_value = "out/embedded")]
     out: PathBuf,
     /// Images in the generated dataset.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 2048)]
     images: u64,
     /// Images per batch.
     #[arg(long, default_value_t = 64)]
@@ -72,7 +72,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     print!("{}", analyzer::summary::render_markdown(&run_id, &rows));
     for row in &report.winners {
-        println!("{}: {} ({})", row.criterion, row.winner.as_deref().unwrap_or("no significant difference"), row.basis);
+        match &row.winner {
+            Some(winner) => println!("{}: {winner} ({})", row.criterion, row.basis),
+            None => println!("{}: {}", row.criterion, row.basis),
+        }
     }
     println!(
         "\n{} batches collected of {} in {:.1} s; report and metrics in {} (report.md, report.html, report.json, metrics.csv, metrics.json)",
