@@ -2,6 +2,8 @@
 # Installs, starts and stops the services the tests and a one-host deployment need: RabbitMQ and
 # Redis, on loopback (`install` also brings Chromium, which the report test drives).
 # Usage: scripts/services.sh install|start|stop|status
+#        scripts/services.sh run COMMAND...   (install, start, run COMMAND with AMQP_URL and REDIS_URL
+#                                             set, then stop what was started, whatever COMMAND did)
 # `start` leaves running services alone and records what it started, so `stop` stops only those.
 set -euo pipefail
 
@@ -71,9 +73,18 @@ status() {
 }
 
 case "${1:-}" in
+  run)
+    shift
+    install
+    start
+    trap stop EXIT
+    export AMQP_URL=${AMQP_URL:-amqp://127.0.0.1:5672/%2f}
+    export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}
+    "$@"
+    ;;
   install) install ;;
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|status|run COMMAND..." >&2; exit 2 ;;
 esac

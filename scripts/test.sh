@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# The test command: installs and starts RabbitMQ and Redis when missing, builds the binaries the
-# system tests launch, runs every test of the workspace, and stops the services it started.
+# The test command: with RabbitMQ and Redis installed and started when missing (and stopped after),
+# builds the binaries the system tests launch and runs every test of the workspace.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+cd "$(dirname "$self")/.."
 
-scripts/services.sh install
-scripts/services.sh start
-trap 'scripts/services.sh stop' EXIT
+tests() {
+  cargo build --locked --workspace --bins
+  if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --locked --workspace --no-fail-fast "$@"
+  else
+    cargo test --locked --workspace --no-fail-fast "$@"
+  fi
+}
 
-export AMQP_URL=${AMQP_URL:-amqp://127.0.0.1:5672/%2f}
-export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
-
-cargo build --locked --workspace --bins
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --workspace --no-fail-fast "$@"
+if [ "${1:-}" = "--inside" ]; then
+  shift
+  tests "$@"
 else
-  cargo test --locked --workspace --no-fail-fast "$@"
+  exec scripts/services.sh run "$self" --inside "$@"
 fi
