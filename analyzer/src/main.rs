@@ -63,9 +63,15 @@ enum Command {
         /// Requirement weights (TOML); defaults after the paper's Table 9.
         #[arg(long)]
         requirements: Option<PathBuf>,
-        /// Run spec to show in the reproducibility block.
+        /// Run spec to show in the reproducibility block; without it, the spec the run was started
+        /// with is read from the run state when a Redis URL is given.
         #[arg(long)]
         spec: Option<PathBuf>,
+        /// Redis URL of the run state, to read the run's spec from.
+        #[arg(long, env = "REDIS_URL")]
+        redis_url: Option<String>,
+        #[arg(long, env = "CLOUDBENCH_NAMESPACE", default_value = Namespace::DEFAULT)]
+        namespace: String,
         /// Significance level of every test.
         #[arg(long, default_value_t = 0.05)]
         alpha: f64,
@@ -143,7 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
             }
         }
-        Command::Report { store, run, out, catalog, requirements, spec, alpha, seed } => {
+        Command::Report { store, run, out, catalog, requirements, spec, redis_url, namespace, alpha, seed } => {
             use analyzer::report::config::{Catalog, DEFAULT_CATALOG, DEFAULT_REQUIREMENTS, Requirements};
             proto::check_name("run id", &run)?;
             if !(alpha > 0.0 && alpha < 1.0) {
@@ -157,9 +163,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let catalog = Catalog::parse(&read(&catalog, DEFAULT_CATALOG)?).map_err(anyhow::Error::msg)?;
             let requirements = Requirements::parse(&read(&requirements, DEFAULT_REQUIREMENTS)?).map_err(anyhow::Error::msg)?;
-            let spec = match spec {
-                Some(p) => Some(std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?),
-                None => None,
+            let spec = match (spec, redis_url) {
+                (Some(p), _) => Some(std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?),
+                (None, Some(url)) => match RedisStore::connect(&url, Namespace::new(&namespace)?).await {
+                    Ok(state) => state.spec(&run).await.inspect_err(|e| tracing::warn!(error = %e, "run spec not in the run state")).ok(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "run state unreachable; the report has no run spec");
+                        None
+                    }
+                },
+                (None, None) => None,
             };
             if !store.is_dir() {
                 bail!("metrics store {} not found", store.display());
