@@ -322,6 +322,7 @@ fn requirement_rows(requirements: &Requirements, sections: &[MetricSection], cos
             let mut reasons = Vec::new();
             let mut totals: Vec<(String, f64)> = platforms.iter().map(|p| (p.clone(), 0.0)).collect();
             let mut weight_sum = 0.0;
+            let total_weight: f64 = r.weights.values().sum();
             for (criterion, weight) in &r.weights {
                 let Some(by_platform) = scores.get(criterion) else {
                     reasons.push(format!("{criterion}: no data"));
@@ -346,6 +347,7 @@ fn requirement_rows(requirements: &Requirements, sections: &[MetricSection], cos
             RequirementRow {
                 requirement: r.clone(),
                 best: (weight_sum > 0.0 && leaders.len() == 1).then(|| leaders[0].clone()),
+                coverage: if total_weight > 0.0 { weight_sum / total_weight } else { 0.0 },
                 scores: totals,
                 reasoning: reasons.join("; "),
             }

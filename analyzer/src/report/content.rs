@@ -169,12 +169,17 @@ pub fn blocks(r: &Report, figures: bool) -> Vec<Block> {
     }
     b.push(Block::Heading(2, "Best platform per business requirement (Table 9)".into()));
     b.push(table(
-        &["requirement", "best", "scores", "reasoning (criterion × weight: leader)"],
+        &["requirement", "best", "scores", "weight with data", "reasoning (criterion × weight: leader)"],
         r.requirements
             .iter()
             .map(|q| {
                 let scores = q.scores.iter().map(|(p, s)| format!("{p} {s:.2}")).collect::<Vec<_>>().join(", ");
-                vec![q.requirement.name.clone(), q.best.clone().unwrap_or_else(|| "tie".into()), scores, q.reasoning.clone()]
+                let best = match (&q.best, q.coverage > 0.0) {
+                    (Some(best), _) => best.clone(),
+                    (None, true) => "tie".into(),
+                    (None, false) => "no data".into(),
+                };
+                vec![q.requirement.name.clone(), best, scores, format!("{:.0}%", q.coverage * 100.0), q.reasoning.clone()]
             })
             .collect(),
     ));

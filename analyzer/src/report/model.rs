@@ -104,6 +104,8 @@ pub struct RequirementRow {
     /// Weighted score per platform, 0 to 1.
     pub scores: Vec<(String, f64)>,
     pub best: Option<String>,
+    /// Share of the requirement's weight for which there was data (measured or in the catalog).
+    pub coverage: f64,
     pub reasoning: String,
 }
 
