@@ -64,7 +64,7 @@ async fn malformed_jobs_and_metrics_are_dead_lettered_and_work_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_batch_is_replaced_and_the_batch_counted_once() {
     // One batch large enough, written with fsync one object at a time, to be killed in the middle.
-    let world = World::new("killed", 400, 64 * 1024, 400, &["aws"]).await;
+    let world = World::new("killed", 800, 64 * 1024, 800, &["aws"]).await;
     let run_id = unique("run");
     world.start(&run_id).await;
     let collector = world.collector();
@@ -79,7 +79,7 @@ async fn a_worker_killed_mid_batch_is_replaced_and_the_batch_counted_once() {
     assert_eq!(world.keys_once(&run_id).len(), 1);
     let metrics = world.store.lock().unwrap().read(&run_id).unwrap().remove(0);
     assert!(metrics.previous_deliveries >= 1, "the batch ran again after a redelivery");
-    assert_eq!(metrics.images, 400);
+    assert_eq!(metrics.images, 800);
     assert_eq!(finish(worker).await.done, 1);
     finish(collector).await;
     world.cleanup().await;

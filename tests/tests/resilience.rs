@@ -39,7 +39,7 @@ async fn a_job_that_keeps_failing_is_dead_lettered_at_its_limit_and_marked_faile
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_batch_in_hand_finish_then_the_worker_exits_cleanly() {
-    let world = World::new("sigterm", 300, 64 * 1024, 150, &["aws"]).await;
+    let world = World::new("sigterm", 600, 64 * 1024, 300, &["aws"]).await;
     let run_id = unique("run");
     world.start(&run_id).await;
     let collector = world.collector();
