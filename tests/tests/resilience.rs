@@ -166,3 +166,45 @@ async fn workers_reconnect_when_the_broker_drops_them_and_nothing_is_lost() {
     assert_eq!(finish(collector).await.stored, 40);
     world.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_killed_mid_run_and_restarted_stores_every_batch_once() {
+    let world = World::new("collector-kill", 600, 32 * 1024, 4, &["aws"]).await;
+    let run_id = unique("run");
+    world.start(&run_id).await;
+    let store_dir = world.dir.path().join("collector-store");
+    let collector = || {
+        let mut cmd = Command::new(bin("analyzer"));
+        cmd.args(["collect", "--namespace", world.ns.as_str(), "--until-complete", &run_id, "--store"])
+            .arg(&store_dir)
+            .env("AMQP_URL", amqp_url())
+            .env("REDIS_URL", redis_url())
+            .stderr(std::process::Stdio::null());
+        Child(cmd.spawn().unwrap())
+    };
+    let stored = || analyzer::store::MetricsStore::open(&store_dir).unwrap().read(&run_id).unwrap();
+    let mut first = collector();
+    let worker = world.worker("aws");
+    wait_for("some metrics stored", WAIT, || {
+        let n = stored().len();
+        async move { (n >= 5).then_some(()) }
+    })
+    .await;
+    first.0.kill().unwrap(); // SIGKILL, possibly between storing a record and acknowledging it
+    first.0.wait().unwrap();
+    assert!(stored().len() < 150, "killed in the middle of the run");
+    let mut second = collector();
+    let exited = wait_for("the restarted collector to finish the run", WAIT, || {
+        let status = second.0.try_wait().unwrap();
+        async move { status }
+    })
+    .await;
+    assert!(exited.success());
+    let records = stored();
+    let mut keys: Vec<&str> = records.iter().map(|m| m.job_key.as_str()).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!((records.len(), keys.len()), (150, 150), "every batch stored exactly once");
+    finish(worker).await;
+    world.cleanup().await;
+}
