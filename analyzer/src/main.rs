@@ -115,7 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         tokio::time::sleep(Duration::from_millis(300)).await;
                         let Ok(Some(progress)) = state.progress(&run_id).await else { continue };
                         let stored = watched.lock().expect("store lock").count(&run_id).unwrap_or(0) as u64;
-                        if progress.is_complete() && stored >= progress.count(control::state::BatchState::Done) {
+                        if progress.is_collected(stored) {
                             tracing::info!(run_id, stored, "run complete");
                             let _ = done_tx.send(true);
                             return;

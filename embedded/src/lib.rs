@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use analyzer::store::MetricsStore;
 use anyhow::{Context, bail};
 use control::consume::Connector;
-use control::state::BatchState;
 use control::{Broker, MemoryBroker, MemoryStore, Namespace, RunStore};
 use coordinator::enqueue::{self, EnqueueOptions};
 use coordinator::manifest::Manifest;
@@ -144,7 +143,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Outcome> {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let progress = state.progress(&settings.run_id).await?.context("run vanished")?;
         let stored = metrics.lock().expect("store lock").count(&settings.run_id)? as u64;
-        if progress.is_complete() && stored >= progress.count(BatchState::Done) {
+        if progress.is_collected(stored) {
             break;
         }
     }

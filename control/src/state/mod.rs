@@ -168,6 +168,12 @@ impl RunProgress {
         self.platforms.values().map(|m| m.get(&state).copied().unwrap_or(0)).sum()
     }
 
+    /// True when the run is complete and `stored` metrics cover every done batch: the point where a
+    /// collector (or the embedded run) has everything the run will produce.
+    pub fn is_collected(&self, stored: u64) -> bool {
+        self.is_complete() && stored >= self.count(BatchState::Done)
+    }
+
     /// True when every batch is done, failed or cancelled.
     pub fn is_complete(&self) -> bool {
         let terminal: u64 = BatchState::ALL.iter().filter(|s| s.is_terminal()).map(|s| self.count(*s)).sum();

@@ -272,7 +272,7 @@ impl World {
         wait_for("the run to complete and its metrics to be stored", WAIT, || async {
             let progress = self.state.progress(run_id).await.ok()??;
             let stored = self.stored(run_id);
-            (progress.is_complete() && stored >= progress.count(control::state::BatchState::Done)).then_some(progress)
+            progress.is_collected(stored).then_some(progress)
         })
         .await
     }
