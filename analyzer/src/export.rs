@@ -27,16 +27,10 @@ pub fn render(rows: &[BatchRow], format: Format) -> Vec<u8> {
             out
         }
         Format::Csv => {
-            let values: Vec<serde_json::Map<String, serde_json::Value>> = rows
-                .iter()
-                .map(|r| match serde_json::to_value(r).expect("rows serialise") {
-                    serde_json::Value::Object(map) => map,
-                    _ => unreachable!("a struct serialises to an object"),
-                })
-                .collect();
+            let values: Vec<serde_json::Map<String, serde_json::Value>> = rows.iter().map(fields).collect();
             let header: Vec<String> = match values.first() {
                 Some(first) => first.keys().cloned().collect(),
-                None => header_of_empty(),
+                None => fields(&BatchRow::from_metrics(&Default::default())).into_iter().map(|(k, _)| k).collect(),
             };
             let mut out = header.join(",");
             out.push('\n');
@@ -50,10 +44,10 @@ pub fn render(rows: &[BatchRow], format: Format) -> Vec<u8> {
     }
 }
 
-fn header_of_empty() -> Vec<String> {
-    let blank = BatchRow::from_metrics(&Default::default());
-    match serde_json::to_value(blank).expect("rows serialise") {
-        serde_json::Value::Object(map) => map.keys().cloned().collect(),
+/// A row's fields by name, in declaration order (serde_json keeps insertion order here).
+fn fields(row: &BatchRow) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(row).expect("rows serialise") {
+        serde_json::Value::Object(map) => map,
         _ => unreachable!("a struct serialises to an object"),
     }
 }

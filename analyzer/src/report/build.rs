@@ -64,8 +64,9 @@ pub fn build(run_id: &str, metrics: &[BatchMetrics], catalog: &Catalog, requirem
     let costs = costs(&platforms, &ordered, catalog);
     let unpriced = platforms.iter().filter(|p| !catalog.platform.contains_key(*p)).cloned().collect();
     let availability = availability(&platforms, &ordered, catalog);
-    let winners = winners(&sections, &costs, &platforms, catalog);
-    let requirement_rows = requirement_rows(requirements, &sections, &costs, &platforms, catalog);
+    let scores = criterion_scores(&sections, &costs, &platforms, catalog);
+    let winners = winners(&sections, &costs, &platforms, &scores);
+    let requirement_rows = requirement_rows(requirements, &platforms, &scores);
     Report {
         run_id: run_id.to_owned(),
         alpha: options.alpha,
@@ -245,8 +246,8 @@ fn midpoint(range: (f64, f64)) -> f64 {
 
 /// Scores of every criterion per platform, 0 to 1: a significant winner scores 1 and the others 0;
 /// without a significant difference every platform scores 0.5; catalog values are used as given.
-fn criterion_scores(sections: &[MetricSection], costs: &[CostRow], platforms: &[String], catalog: &Catalog) -> BTreeMap<String, BTreeMap<String, f64>> {
-    let mut scores: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+fn criterion_scores(sections: &[MetricSection], costs: &[CostRow], platforms: &[String], catalog: &Catalog) -> Scores {
+    let mut scores = Scores::new();
     for s in sections {
         for p in platforms {
             let v = match &s.winner {
@@ -278,7 +279,16 @@ fn criterion_scores(sections: &[MetricSection], costs: &[CostRow], platforms: &[
     scores
 }
 
-fn winners(sections: &[MetricSection], costs: &[CostRow], platforms: &[String], catalog: &Catalog) -> Vec<WinnerRow> {
+/// Criterion scores by criterion, then platform.
+type Scores = BTreeMap<String, BTreeMap<String, f64>>;
+
+/// The platforms with the top score.
+fn leaders(by_platform: &BTreeMap<String, f64>) -> Vec<&String> {
+    let top = by_platform.values().cloned().fold(f64::MIN, f64::max);
+    by_platform.iter().filter(|(_, v)| **v >= top).map(|(p, _)| p).collect()
+}
+
+fn winners(sections: &[MetricSection], costs: &[CostRow], platforms: &[String], scores: &Scores) -> Vec<WinnerRow> {
     let mut rows: Vec<WinnerRow> = sections
         .iter()
         .map(|s| WinnerRow {
@@ -299,11 +309,9 @@ fn winners(sections: &[MetricSection], costs: &[CostRow], platforms: &[String], 
             basis: "catalog prices at the measured throughput (range midpoint)".into(),
         });
     }
-    let scores = criterion_scores(sections, costs, platforms, catalog);
     for (criterion, title) in [("sla", "Service-level agreement"), ("ml_catalog", "ML service catalog"), ("ease_of_deployment", "Ease of deployment")] {
         let Some(by_platform) = scores.get(criterion).filter(|m| m.len() == platforms.len()) else { continue };
-        let top = by_platform.values().cloned().fold(f64::MIN, f64::max);
-        let leaders: Vec<&String> = by_platform.iter().filter(|(_, v)| **v >= top).map(|(p, _)| p).collect();
+        let leaders = leaders(by_platform);
         rows.push(WinnerRow {
             criterion: title.into(),
             winner: (leaders.len() == 1).then(|| leaders[0].clone()),
@@ -313,8 +321,7 @@ fn winners(sections: &[MetricSection], costs: &[CostRow], platforms: &[String], 
     rows
 }
 
-fn requirement_rows(requirements: &Requirements, sections: &[MetricSection], costs: &[CostRow], platforms: &[String], catalog: &Catalog) -> Vec<RequirementRow> {
-    let scores = criterion_scores(sections, costs, platforms, catalog);
+fn requirement_rows(requirements: &Requirements, platforms: &[String], scores: &Scores) -> Vec<RequirementRow> {
     requirements
         .requirements
         .iter()
@@ -332,8 +339,7 @@ fn requirement_rows(requirements: &Requirements, sections: &[MetricSection], cos
                 for (p, total) in totals.iter_mut() {
                     *total += weight * by_platform.get(p).copied().unwrap_or(0.0);
                 }
-                let top = by_platform.values().cloned().fold(f64::MIN, f64::max);
-                let leaders: Vec<&str> = by_platform.iter().filter(|(_, v)| **v >= top).map(|(p, _)| p.as_str()).collect();
+                let leaders: Vec<&str> = leaders(by_platform).into_iter().map(String::as_str).collect();
                 let lead = if leaders.len() == by_platform.len() { "tie".to_owned() } else { leaders.join(", ") };
                 reasons.push(format!("{criterion} ×{weight}: {lead}"));
             }
