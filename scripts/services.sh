@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
-# Installs, starts and stops the services the tests and a one-host deployment need: RabbitMQ and
-# Redis, on loopback (`install` also brings Chromium, which the report test drives).
+# Installs, starts and stops the services the tests and a one-host deployment need, on loopback:
+# RabbitMQ, Redis, an S3 server (s3s-fs, from crates.io) and the Azure Blob emulator (Azurite, from
+# npm). `install` also brings Chromium, which the report test drives.
 # Usage: scripts/services.sh install|start|stop|status
-#        scripts/services.sh run COMMAND...   (install, start, run COMMAND with AMQP_URL and REDIS_URL
-#                                             set, then stop what was started, whatever COMMAND did)
+#        scripts/services.sh run COMMAND...   (install, start, run COMMAND with AMQP_URL, REDIS_URL and
+#                                             the CLOUDBENCH_TEST_* storage variables set, then stop
+#                                             what was started, whatever COMMAND did)
 # `start` leaves running services alone and records what it started, so `stop` stops only those.
 set -euo pipefail
 
 STATE_DIR=${CLOUDBENCH_SERVICES_STATE:-/tmp/cloudbench-services}
 REDIS_PORT=${CLOUDBENCH_REDIS_PORT:-6379}
+S3_PORT=${CLOUDBENCH_S3_PORT:-8014}
+AZURITE_PORT=${CLOUDBENCH_AZURITE_PORT:-10000}
+# Credentials of the local S3 server: test values, known to everyone, valid only on loopback.
+S3_ACCESS_KEY=cloudbench-test
+S3_SECRET_KEY=cloudbench-test-secret
+# Azurite's well-known development account key (public, from Microsoft's documentation).
+AZURITE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
+S3S_FS_VERSION=0.14.1
+AZURITE_VERSION=3.35.0
+export PATH="$HOME/.cargo/bin:$PATH"
 mkdir -p "$STATE_DIR"
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -24,6 +36,14 @@ install() {
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+  if ! command -v s3s-fs >/dev/null 2>&1; then
+    echo "installing s3s-fs $S3S_FS_VERSION (cargo install, a few minutes)"
+    cargo install --quiet --locked s3s-fs --version "$S3S_FS_VERSION" --features binary
+  fi
+  if ! command -v azurite-blob >/dev/null 2>&1; then
+    echo "installing azurite $AZURITE_VERSION"
+    as_root npm install --global --silent --no-audit --no-fund "azurite@$AZURITE_VERSION" >/dev/null
+  fi
   # The Debian package may start a broker bound to every address; ours listens on loopback only.
   if ! grep -q '^NODENAME=rabbit@localhost' /etc/rabbitmq/rabbitmq-env.conf 2>/dev/null; then
     printf 'NODENAME=rabbit@localhost\nNODE_IP_ADDRESS=127.0.0.1\n' | as_root tee /etc/rabbitmq/rabbitmq-env.conf >/dev/null
@@ -32,6 +52,30 @@ install() {
 
 rabbit_up() { as_root /usr/sbin/rabbitmqctl -q status >/dev/null 2>&1; }
 redis_up() { redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Starts a server in the background unless its port answers already; records its pid to stop it.
+start_daemon() {
+  local name=$1 port=$2
+  shift 2
+  if port_open "$port"; then
+    echo "$name already running"
+    return
+  fi
+  nohup "$@" >"$STATE_DIR/$name.log" 2>&1 &
+  echo $! >"$STATE_DIR/$name.pid"
+  for _ in $(seq 1 100); do port_open "$port" && break; sleep 0.2; done
+  port_open "$port" || { echo "$name did not start; see $STATE_DIR/$name.log" >&2; tail -5 "$STATE_DIR/$name.log" >&2; exit 1; }
+  echo "$name started on port $port"
+}
+
+stop_daemon() {
+  local pidfile="$STATE_DIR/$1.pid"
+  if [ -f "$pidfile" ]; then
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
+  fi
+}
 
 start() {
   if rabbit_up; then
@@ -54,9 +98,16 @@ start() {
     redis_up || { echo "redis did not start" >&2; exit 1; }
     echo "redis started on port $REDIS_PORT"
   fi
+  mkdir -p "$STATE_DIR/s3" "$STATE_DIR/azurite"
+  start_daemon s3s-fs "$S3_PORT" s3s-fs --host 127.0.0.1 --port "$S3_PORT" \
+    --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" "$STATE_DIR/s3"
+  start_daemon azurite "$AZURITE_PORT" azurite-blob --silent --disableTelemetry --skipApiVersionCheck \
+    --location "$STATE_DIR/azurite" --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT"
 }
 
 stop() {
+  stop_daemon s3s-fs
+  stop_daemon azurite
   if [ -f "$STATE_DIR/redis" ]; then
     redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
     rm -f "$STATE_DIR/redis"
@@ -70,6 +121,8 @@ stop() {
 status() {
   rabbit_up && echo "rabbitmq: up" || echo "rabbitmq: down"
   redis_up && echo "redis: up" || echo "redis: down"
+  port_open "$S3_PORT" && echo "s3s-fs: up" || echo "s3s-fs: down"
+  port_open "$AZURITE_PORT" && echo "azurite: up" || echo "azurite: down"
 }
 
 case "${1:-}" in
@@ -80,6 +133,11 @@ case "${1:-}" in
     trap stop EXIT
     export AMQP_URL=${AMQP_URL:-amqp://127.0.0.1:5672/%2f}
     export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}
+    export CLOUDBENCH_TEST_S3_ENDPOINT=${CLOUDBENCH_TEST_S3_ENDPOINT:-http://127.0.0.1:$S3_PORT}
+    export CLOUDBENCH_TEST_S3_ACCESS_KEY=${CLOUDBENCH_TEST_S3_ACCESS_KEY:-$S3_ACCESS_KEY}
+    export CLOUDBENCH_TEST_S3_SECRET_KEY=${CLOUDBENCH_TEST_S3_SECRET_KEY:-$S3_SECRET_KEY}
+    export CLOUDBENCH_TEST_AZURE_ENDPOINT=${CLOUDBENCH_TEST_AZURE_ENDPOINT:-http://127.0.0.1:$AZURITE_PORT/devstoreaccount1}
+    export CLOUDBENCH_TEST_AZURE_KEY=${CLOUDBENCH_TEST_AZURE_KEY:-$AZURITE_KEY}
     "$@"
     ;;
   install) install ;;

@@ -10,6 +10,9 @@ pub async fn run_all(store: &dyn Storage, prefix: &str) {
     put_get_round_trips_bytes(store, prefix).await;
     put_replaces_and_delete_removes(store, prefix).await;
     list_filters_by_prefix_and_sorts(store, prefix).await;
+    large_objects_round_trip(store, prefix).await;
+    listings_span_pages(store, prefix).await;
+    keys_are_validated_alike(store, prefix).await;
 }
 
 async fn put_get_round_trips_bytes(store: &dyn Storage, prefix: &str) {
@@ -46,4 +49,34 @@ async fn list_filters_by_prefix_and_sorts(store: &dyn Storage, prefix: &str) {
         .map(|(n, s)| ObjectInfo { key: format!("{base}/{n}"), size: *s })
         .collect();
     assert_eq!(found, expected, "{}", store.describe());
+}
+
+/// 12 MiB and 3 bytes: above the multipart and block thresholds the backend tests configure, and not a
+/// multiple of any part size.
+async fn large_objects_round_trip(store: &dyn Storage, prefix: &str) {
+    let key = format!("{prefix}/large/object.bin");
+    let data: Vec<u8> = (0..12 * 1024 * 1024 + 3u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    store.put(&key, Bytes::from(data.clone())).await.unwrap();
+    let back = store.get(&key).await.unwrap();
+    assert!(back.len() == data.len() && back == data, "{}: large object differs ({} of {} bytes)", store.describe(), back.len(), data.len());
+    assert_eq!(store.list(&format!("{prefix}/large/")).await.unwrap()[0].size, data.len() as u64);
+    store.delete(&key).await.unwrap();
+}
+
+/// More objects than the backend tests' page size, so a listing must follow continuation tokens.
+async fn listings_span_pages(store: &dyn Storage, prefix: &str) {
+    let base = format!("{prefix}/paged");
+    for i in 0..23 {
+        store.put(&format!("{base}/{i:03}.jpg"), Bytes::from(vec![1u8; i])).await.unwrap();
+    }
+    let found = store.list(&format!("{base}/")).await.unwrap();
+    assert_eq!(found.len(), 23, "{}", store.describe());
+    assert!(found.iter().enumerate().all(|(i, o)| o.key == format!("{base}/{i:03}.jpg") && o.size == i as u64));
+}
+
+async fn keys_are_validated_alike(store: &dyn Storage, prefix: &str) {
+    for key in [format!("{prefix}/../x"), format!("/{prefix}/x"), format!("{prefix}//x"), format!("{prefix}/dir/"), String::new()] {
+        let err = store.put(&key, Bytes::from_static(b"x")).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidKey, "{}: {key:?}", store.describe());
+    }
 }

@@ -1,17 +1,32 @@
 //! Object storage as the worker sees it: put, get, delete and list objects by key.
 //!
-//! [`Storage`] is the one trait every backend implements; [`LocalDirStore`] is a directory acting as a
-//! bucket. The worker times these calls for its upload and download phases, and also reads a batch's
-//! source images through a [`Storage`], so a dataset can live in a folder or in a bucket alike.
+//! [`Storage`] is the one trait every backend implements: [`LocalDirStore`] (a directory acting as a
+//! bucket), [`S3Store`] and [`AzureStore`]; [`StorageConfig`] names one in a config file or a URL, and
+//! [`RetryPolicy`] retries requests with backoff, reporting every retry. The worker times these calls
+//! for its upload and download phases, and also reads a batch's source images through a [`Storage`],
+//! so a dataset can live in a folder or in a bucket alike.
 //! [`conformance`] holds the assertions every implementation must pass.
 
+mod azure;
+mod config;
 pub mod conformance;
+mod keys;
 mod local;
+mod retry;
+mod s3;
+pub mod sas;
+mod secret;
+pub mod tls;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use azure::{AzureAuth, AzureConfig, AzureStore};
+pub use config::StorageConfig;
 pub use local::LocalDirStore;
+pub use retry::{Attempted, RetryPolicy};
+pub use s3::{S3Config, S3Store, StaticCredentials};
+pub use secret::{Secret, secret_from};
 
 /// What went wrong with a storage request, in terms the caller can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +99,12 @@ pub struct ObjectInfo {
 pub trait Storage: Send + Sync {
     /// Describes the store for logs and reports ("local dir /data/bucket"), without secrets.
     fn describe(&self) -> String;
+
+    /// Checks that the store can be used at all (the bucket exists, the credentials are accepted), so
+    /// a misconfigured platform is one clear error at start rather than a failure per object.
+    async fn probe(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
 
     /// Stores `data` under `key`, replacing any previous object; readers never see a partial object.
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError>;

@@ -1,7 +1,7 @@
 //! A directory acting as a bucket: keys map to files under the root.
 
 use std::io::ErrorKind as IoKind;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
@@ -56,15 +56,8 @@ impl LocalDirStore {
     }
 
     fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
-        let relative = Path::new(key);
-        let clean = !key.is_empty()
-            && !key.ends_with('/')
-            && relative.components().all(|c| matches!(c, Component::Normal(_)));
-        if clean {
-            Ok(self.root.join(relative))
-        } else {
-            Err(StorageError::new(ErrorKind::InvalidKey, format!("invalid object key {key:?}")))
-        }
+        crate::keys::check_key(key)?;
+        Ok(self.root.join(key))
     }
 }
 

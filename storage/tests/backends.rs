@@ -1,0 +1,164 @@
+//! The conformance suite and the failure modes users meet, against the real servers the test script
+//! starts: s3s-fs for S3 and Azurite for Azure Blob. Each test uses its own bucket or container.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use storage::{AzureAuth, AzureConfig, AzureStore, ErrorKind, S3Config, S3Store, Secret, StaticCredentials, Storage, StorageConfig};
+
+const LIMIT: Duration = Duration::from_secs(120);
+const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// A bucket or container name no other test (or earlier run) uses.
+fn unique(tag: &str) -> String {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("cb-{tag}-{}-{nanos}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+fn s3_config(bucket: &str) -> S3Config {
+    let mut config = S3Config::new(bucket);
+    config.endpoint_url = Some(env_or("CLOUDBENCH_TEST_S3_ENDPOINT", "http://127.0.0.1:8014"));
+    config.region = Some("us-east-1".into());
+    config.path_style = true;
+    config.multipart_threshold = 5 * 1024 * 1024;
+    config.part_size = 5 * 1024 * 1024;
+    config.list_page_size = Some(10);
+    config.credentials = Some(StaticCredentials {
+        access_key_id: env_or("CLOUDBENCH_TEST_S3_ACCESS_KEY", "cloudbench-test"),
+        secret_access_key: Secret::new(env_or("CLOUDBENCH_TEST_S3_SECRET_KEY", "cloudbench-test-secret")),
+    });
+    config
+}
+
+fn azure_config(container: &str) -> AzureConfig {
+    let endpoint = env_or("CLOUDBENCH_TEST_AZURE_ENDPOINT", "http://127.0.0.1:10000/devstoreaccount1");
+    let mut config = AzureConfig::new(endpoint, container, AzureAuth::Key(Secret::new(env_or("CLOUDBENCH_TEST_AZURE_KEY", AZURITE_KEY))));
+    config.block_size = 4 * 1024 * 1024;
+    config.list_page_size = Some(10);
+    config
+}
+
+async fn new_bucket(tag: &str) -> S3Store {
+    let store = S3Store::connect(s3_config(&unique(tag))).await.unwrap();
+    tokio::time::timeout(LIMIT, store.create_bucket()).await.expect("s3s-fs answers").expect("s3s-fs is running (scripts/services.sh)");
+    store
+}
+
+async fn new_container(tag: &str) -> AzureStore {
+    let store = AzureStore::connect(azure_config(&unique(tag))).unwrap();
+    tokio::time::timeout(LIMIT, store.create_container()).await.expect("Azurite answers").expect("Azurite is running (scripts/services.sh)");
+    store
+}
+
+#[tokio::test]
+async fn s3_passes_the_conformance_suite() {
+    let store = new_bucket("conf").await;
+    store.probe().await.unwrap();
+    tokio::time::timeout(LIMIT, storage::conformance::run_all(&store, "conformance")).await.unwrap();
+    store.delete_bucket().await.unwrap();
+}
+
+#[tokio::test]
+async fn azure_passes_the_conformance_suite() {
+    let store = new_container("conf").await;
+    store.probe().await.unwrap();
+    tokio::time::timeout(LIMIT, storage::conformance::run_all(&store, "conformance")).await.unwrap();
+    store.delete_container().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_store_prefix_is_invisible_to_callers() {
+    let s3 = new_bucket("prefix").await;
+    let mut config = s3_config(&s3_bucket_name(&s3));
+    config.prefix = "datasets/coco/".into();
+    let scoped = S3Store::connect(config).await.unwrap();
+    scoped.put("a/1.jpg", Bytes::from_static(b"one")).await.unwrap();
+    assert_eq!(s3.get("datasets/coco/a/1.jpg").await.unwrap(), Bytes::from_static(b"one"));
+    assert_eq!(scoped.list("a/").await.unwrap()[0].key, "a/1.jpg");
+    s3.delete_bucket().await.unwrap();
+}
+
+fn s3_bucket_name(store: &S3Store) -> String {
+    store.describe().split_whitespace().nth(2).unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn wrong_s3_credentials_are_unauthorized_and_never_printed() {
+    let store = new_bucket("creds").await;
+    let mut config = s3_config(&s3_bucket_name(&store));
+    config.credentials = Some(StaticCredentials { access_key_id: "cloudbench-test".into(), secret_access_key: Secret::new("wrong-secret-xyzzy") });
+    let wrong = S3Store::connect(config).await.unwrap();
+    let err = wrong.probe().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unauthorized, "{err}");
+    let err = wrong.put("k", Bytes::from_static(b"x")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unauthorized, "{err}");
+    assert!(!err.message.contains("wrong-secret-xyzzy") && !err.message.contains('\n'), "{err}");
+    store.delete_bucket().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_bucket_or_container_is_named() {
+    let bucket = unique("missing");
+    let s3 = S3Store::connect(s3_config(&bucket)).await.unwrap();
+    let err = s3.probe().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NoBucket, "{err}");
+    assert!(err.message.contains(&bucket), "{err}");
+    let container = unique("missing");
+    let azure = AzureStore::connect(azure_config(&container)).unwrap();
+    let err = azure.probe().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NoBucket, "{err}");
+    assert!(err.message.contains(&container), "{err}");
+    let err = azure.put("k", Bytes::from_static(b"x")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NoBucket, "{err}");
+}
+
+#[tokio::test]
+async fn a_wrong_azure_key_is_unauthorized_and_the_signature_never_printed() {
+    let store = new_container("key").await;
+    let mut config = azure_config(store.describe().rsplit('/').next().unwrap());
+    config.auth = AzureAuth::Key(Secret::new("d3Jvbmcta2V5LXh5enp5"));
+    let wrong = AzureStore::connect(config).unwrap();
+    let err = wrong.probe().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unauthorized, "{err}");
+    let err = wrong.get("k").await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unauthorized, "{err}");
+    assert!(!err.message.contains("sig=") || err.message.contains("sig=***"), "{err}");
+    store.delete_container().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_unavailable_not_a_hang() {
+    // Port 9 (discard) is closed on loopback: the connection is refused at once.
+    let mut s3 = s3_config("any");
+    s3.endpoint_url = Some("http://127.0.0.1:9".into());
+    let s3 = S3Store::connect(s3).await.unwrap();
+    let err = tokio::time::timeout(LIMIT, s3.get("k")).await.unwrap().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
+    let mut azure = azure_config("any");
+    azure.endpoint = "http://127.0.0.1:9/devstoreaccount1".into();
+    let azure = AzureStore::connect(azure).unwrap();
+    let err = tokio::time::timeout(LIMIT, azure.get("k")).await.unwrap().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
+    assert!(!err.message.contains('\n') && !err.message.contains("sig=A"), "{err}");
+}
+
+#[tokio::test]
+async fn store_urls_open_real_stores() {
+    let store = new_container("url").await;
+    let container = store.describe().rsplit('/').next().unwrap().to_owned();
+    let endpoint = env_or("CLOUDBENCH_TEST_AZURE_ENDPOINT", "http://127.0.0.1:10000/devstoreaccount1");
+    let StorageConfig::Azure(mut config) = StorageConfig::from_url(&format!("azure://{container}/p?endpoint={endpoint}&auth=account_key")).unwrap() else {
+        panic!()
+    };
+    config.auth = AzureAuth::Key(Secret::new(env_or("CLOUDBENCH_TEST_AZURE_KEY", AZURITE_KEY)));
+    let opened = StorageConfig::Azure(config).open().await.unwrap();
+    opened.put("x.jpg", Bytes::from_static(b"x")).await.unwrap();
+    assert_eq!(store.list("").await.unwrap()[0].key, "p/x.jpg");
+    store.delete_container().await.unwrap();
+}
