@@ -117,6 +117,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Outcome> {
                 grace: Duration::from_secs(30),
                 heartbeat: Duration::from_secs(5),
                 keep_uploads: false,
+                retry: storage::RetryPolicy::default(),
                 identity: WorkerIdentity {
                     worker_id: format!("{platform}-{n}"),
                     host: "embedded".into(),

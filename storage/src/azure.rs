@@ -291,9 +291,11 @@ impl Storage for AzureStore {
 
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
         let key = self.keys.full(key)?;
-        let mut options = BlockBlobClientUploadOptions::default();
-        options.partition_size = NonZero::new(self.config.block_size);
-        options.parallel = NonZero::new(self.config.block_concurrency);
+        let options = BlockBlobClientUploadOptions {
+            partition_size: NonZero::new(self.config.block_size),
+            parallel: NonZero::new(self.config.block_concurrency),
+            ..Default::default()
+        };
         let content: RequestContent<Bytes, NoFormat> = data.into();
         self.container
             .blob_client(&key)
@@ -306,9 +308,11 @@ impl Storage for AzureStore {
 
     async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
         let key = self.keys.full(key)?;
-        let mut options = BlobClientDownloadOptions::default();
-        options.partition_size = NonZero::new(self.config.block_size as usize);
-        options.parallel = NonZero::new(self.config.block_concurrency);
+        let options = BlobClientDownloadOptions {
+            partition_size: NonZero::new(self.config.block_size as usize),
+            parallel: NonZero::new(self.config.block_concurrency),
+            ..Default::default()
+        };
         let download = self.container.blob_client(&key).download(Some(options)).await.map_err(|e| azure_error("get", &self.name(&key), e))?;
         download.body.collect().await.map_err(|e| match azure_error("get", &self.name(&key), e) {
             // A body cut short is a connection problem whatever the SDK calls it.
@@ -330,9 +334,11 @@ impl Storage for AzureStore {
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
         let full = self.keys.list_prefix(prefix);
-        let mut options = BlobContainerClientListBlobsOptions::default();
-        options.prefix = Some(full.clone());
-        options.maxresults = self.config.list_page_size;
+        let options = BlobContainerClientListBlobsOptions {
+            prefix: Some(full.clone()),
+            maxresults: self.config.list_page_size,
+            ..Default::default()
+        };
         let mut items = self.container.list_blobs(Some(options)).map_err(|e| azure_error("list", &self.name(&full), e))?;
         let mut found = Vec::new();
         while let Some(item) = items.try_next().await.map_err(|e| azure_error("list", &self.name(&full), e))? {

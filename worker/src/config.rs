@@ -7,6 +7,8 @@ use std::time::Duration;
 use clap::Parser;
 use control::{Namespace, SecretUrl};
 use serde::Deserialize;
+pub use storage::StorageConfig;
+use storage::RetryPolicy;
 
 /// Takes batch jobs from one platform's queue and measures them.
 #[derive(Debug, Parser, Default)]
@@ -28,11 +30,17 @@ pub struct Args {
     #[arg(long, env = "CLOUDBENCH_NAMESPACE")]
     pub namespace: Option<String>,
     /// Folder holding the dataset's images, keyed as in the manifest.
-    #[arg(long, env = "CLOUDBENCH_DATASET_DIR")]
+    #[arg(long, env = "CLOUDBENCH_DATASET_DIR", conflicts_with = "dataset")]
     pub dataset_dir: Option<PathBuf>,
+    /// The dataset as a store URL: a path, s3://BUCKET/PREFIX?..., azure://CONTAINER/PREFIX?...
+    #[arg(long, env = "CLOUDBENCH_DATASET")]
+    pub dataset: Option<String>,
     /// Folder acting as the platform's bucket (the local storage backend).
-    #[arg(long, env = "CLOUDBENCH_STORAGE_DIR")]
+    #[arg(long, env = "CLOUDBENCH_STORAGE_DIR", conflicts_with = "storage")]
     pub storage_dir: Option<PathBuf>,
+    /// The platform's storage as a store URL: s3://BUCKET?region=..., azure://CONTAINER?endpoint=...
+    #[arg(long, env = "CLOUDBENCH_STORAGE")]
+    pub storage: Option<String>,
     /// Flushes every stored object to disk before acknowledging it, as object stores do.
     #[arg(long, env = "CLOUDBENCH_STORAGE_DURABLE")]
     pub durable: bool,
@@ -83,18 +91,7 @@ struct FileConfig {
     instance_type: Option<String>,
     dataset: Option<StorageConfig>,
     storage: Option<StorageConfig>,
-}
-
-/// Where objects are read or written.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum StorageConfig {
-    /// A directory acting as a bucket.
-    Local {
-        path: PathBuf,
-        #[serde(default)]
-        durable: bool,
-    },
+    retry: Option<RetryPolicy>,
 }
 
 /// A validated worker configuration.
@@ -115,6 +112,7 @@ pub struct WorkerConfig {
     pub instance_type: String,
     pub dataset: StorageConfig,
     pub storage: StorageConfig,
+    pub retry: RetryPolicy,
 }
 
 /// Default storage requests in flight per phase.
@@ -131,13 +129,15 @@ impl WorkerConfig {
         proto::check_name("platform", &platform).map_err(|e| e.to_string())?;
         let namespace = args.namespace.or(file.namespace).unwrap_or_else(|| Namespace::DEFAULT.to_owned());
         let namespace = Namespace::new(&namespace).map_err(|e| e.to_string())?;
-        let dataset = match args.dataset_dir {
-            Some(path) => StorageConfig::Local { path, durable: false },
-            None => file.dataset.ok_or("no dataset: give --dataset-dir or a [dataset] table")?,
+        let dataset = match (args.dataset_dir, args.dataset) {
+            (Some(path), _) => StorageConfig::Local { path, durable: false },
+            (None, Some(url)) => StorageConfig::from_url(&url)?,
+            (None, None) => file.dataset.ok_or("no dataset: give --dataset, --dataset-dir or a [dataset] table")?,
         };
-        let storage = match args.storage_dir {
-            Some(path) => StorageConfig::Local { path, durable: args.durable },
-            None => file.storage.ok_or("no storage: give --storage-dir or a [storage] table")?,
+        let storage = match (args.storage_dir, args.storage) {
+            (Some(path), _) => StorageConfig::Local { path, durable: args.durable },
+            (None, Some(url)) => StorageConfig::from_url(&url)?,
+            (None, None) => file.storage.ok_or("no storage: give --storage, --storage-dir or a [storage] table")?,
         };
         let prefetch = args.prefetch.or(file.prefetch).unwrap_or(1);
         let concurrency = args.concurrency.or(file.concurrency).unwrap_or(DEFAULT_CONCURRENCY);
@@ -166,6 +166,7 @@ impl WorkerConfig {
             instance_type: args.instance_type.or(file.instance_type).unwrap_or_default(),
             dataset,
             storage,
+            retry: file.retry.unwrap_or_default(),
             platform,
         })
     }
@@ -190,6 +191,24 @@ mod tests {
         assert_eq!((config.platform.as_str(), config.concurrency, config.region.as_str()), ("azure", 16, "westeurope"));
         assert_eq!(config.storage, StorageConfig::Local { path: "/bucket".into(), durable: true });
         assert_eq!(config.prefetch, 1);
+    }
+
+    #[test]
+    fn platforms_name_cloud_storage_in_the_file_or_by_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.toml");
+        std::fs::write(
+            &path,
+            "platform = 'aws'\n[dataset]\nkind = 's3'\nbucket = 'coco'\nprefix = 'train2017'\nregion = 'eu-west-1'\n[storage]\nkind = 'azure'\nendpoint = 'https://acme.blob.core.windows.net'\ncontainer = 'bench'\n[retry]\nmax_attempts = 6\n",
+        )
+        .unwrap();
+        let config = WorkerConfig::from_args(Args { config: Some(path.clone()), ..Default::default() }).unwrap();
+        assert!(matches!(config.dataset, StorageConfig::S3(ref c) if c.bucket == "coco" && c.prefix == "train2017"));
+        assert!(matches!(config.storage, StorageConfig::Azure(ref c) if c.container == "bench"));
+        assert_eq!((config.retry.max_attempts, config.retry.base_delay), (6, RetryPolicy::default().base_delay));
+        let args = Args { config: Some(path), storage: Some("s3://other?region=us-east-2".into()), ..Default::default() };
+        let config = WorkerConfig::from_args(args).unwrap();
+        assert!(matches!(config.storage, StorageConfig::S3(ref c) if c.bucket == "other"));
     }
 
     #[test]

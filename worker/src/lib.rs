@@ -10,19 +10,7 @@ pub mod metrics;
 pub mod phases;
 pub mod runner;
 
-use std::sync::Arc;
-
-use config::StorageConfig;
-use storage::{LocalDirStore, Storage, StorageError};
-
 /// Version of this worker, recorded with every metric.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Git commit the worker was built from.
 pub const GIT_COMMIT: &str = env!("CLOUDBENCH_GIT_COMMIT");
-
-/// Opens the storage a config names.
-pub fn open_storage(config: &StorageConfig) -> Result<Arc<dyn Storage>, StorageError> {
-    match config {
-        StorageConfig::Local { path, durable } => Ok(Arc::new(LocalDirStore::open(path, *durable)?)),
-    }
-}

@@ -15,8 +15,10 @@ fn main() {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = WorkerConfig::from_args(args).map_err(anyhow::Error::msg)?;
-    let source = worker::open_storage(&config.dataset).context("dataset")?;
-    let target = worker::open_storage(&config.storage).with_context(|| format!("platform {} storage", config.platform))?;
+    // A platform that cannot be used at all (wrong credentials, missing bucket, unreachable) is one
+    // clear line at start, before any job is taken.
+    let source = config.dataset.open().await.with_context(|| format!("platform {}: dataset", config.platform))?;
+    let target = config.storage.open().await.with_context(|| format!("platform {}: storage", config.platform))?;
     let shutdown = tokio::spawn(control::process::shutdown_signal());
     // Redis may not be up yet (a fresh deployment): keep trying until it is, or until told to stop.
     let mut attempt = 0u32;
@@ -54,6 +56,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         grace: config.grace,
         heartbeat: config.heartbeat,
         keep_uploads: config.keep_uploads,
+        retry: config.retry,
         source,
         target,
         store: Arc::new(store),

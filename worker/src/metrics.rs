@@ -13,8 +13,8 @@ fn timing(run: &PhaseRun) -> PhaseTiming {
     }
 }
 
-fn counters(phase: Phase, run: &PhaseRun) -> impl Iterator<Item = Counter> + '_ {
-    run.errors.iter().map(move |(kind, count)| Counter { phase: phase as i32, kind: kind.clone(), count: *count })
+fn counters(phase: Phase, counts: &std::collections::BTreeMap<String, u64>) -> impl Iterator<Item = Counter> + '_ {
+    counts.iter().map(move |(kind, count)| Counter { phase: phase as i32, kind: kind.clone(), count: *count })
 }
 
 /// What the worker knows besides the phases: who it is, what it runs, when the batch ran.
@@ -41,11 +41,14 @@ pub fn batch_metrics(key: &proto::JobKey, job: &BatchJob, run: &BatchRun, ctx: &
         upload: Some(timing(&run.upload)),
         download: Some(timing(&run.download)),
         inference: None,
-        errors: counters(Phase::Source, &run.source)
-            .chain(counters(Phase::Upload, &run.upload))
-            .chain(counters(Phase::Download, &run.download))
+        errors: counters(Phase::Source, &run.source.errors)
+            .chain(counters(Phase::Upload, &run.upload.errors))
+            .chain(counters(Phase::Download, &run.download.errors))
             .collect(),
-        retries: Vec::new(),
+        retries: counters(Phase::Source, &run.source.retries)
+            .chain(counters(Phase::Upload, &run.upload.retries))
+            .chain(counters(Phase::Download, &run.download.retries))
+            .collect(),
         started_unix_ns: ctx.started_unix_ns,
         finished_unix_ns: ctx.finished_unix_ns,
         worker: Some(ctx.identity.clone()),
@@ -73,6 +76,7 @@ mod tests {
             failed: errors.iter().map(|(_, n)| n).sum(),
             latency,
             errors: errors.iter().map(|(k, n)| (k.to_string(), *n)).collect::<BTreeMap<_, _>>(),
+            retries: BTreeMap::from([("throttled".to_string(), 1)]),
         }
     }
 
@@ -99,6 +103,7 @@ mod tests {
         assert!(m.inference.is_none());
         let kinds: Vec<_> = m.errors.iter().map(|c| (c.phase, c.kind.as_str(), c.count)).collect();
         assert_eq!(kinds, [(Phase::Upload as i32, "throttled", 1), (Phase::Download as i32, "checksum_mismatch", 1)]);
+        assert_eq!(m.retries.len(), 3, "every phase reports its retries");
         let hist = proto::latency::decode(&m.download.as_ref().unwrap().latency_histogram).unwrap();
         assert_eq!(hist.len(), 1);
         proto::validate::batch_metrics(&prost::Message::encode_to_vec(&m)).unwrap();

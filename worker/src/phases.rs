@@ -15,7 +15,7 @@ use futures::StreamExt;
 use hdrhistogram::Histogram;
 use proto::v1::ObjectRef;
 use sha2::{Digest, Sha256};
-use storage::{Storage, StorageError};
+use storage::{ErrorKind, RetryPolicy, Storage, StorageError};
 
 /// Measurements of one phase of one batch.
 #[derive(Debug, Clone)]
@@ -27,11 +27,30 @@ pub struct PhaseRun {
     pub latency: Histogram<u64>,
     /// Failed requests by kind ("not_found", "checksum_mismatch", ...).
     pub errors: BTreeMap<String, u64>,
+    /// Retries by the kind of failure that caused them ("throttled", "timeout", ...).
+    pub retries: BTreeMap<String, u64>,
 }
 
 impl PhaseRun {
     fn new() -> Self {
-        Self { duration: Duration::ZERO, requests: 0, failed: 0, latency: proto::latency::new_histogram(), errors: BTreeMap::new() }
+        Self {
+            duration: Duration::ZERO,
+            requests: 0,
+            failed: 0,
+            latency: proto::latency::new_histogram(),
+            errors: BTreeMap::new(),
+            retries: BTreeMap::new(),
+        }
+    }
+
+    /// Records one request: its latency (retries and backoff included, as the caller waited) and
+    /// the retries it took.
+    fn request(&mut self, took: Duration, retries: &[ErrorKind]) {
+        self.requests += 1;
+        proto::latency::record(&mut self.latency, micros(took));
+        for kind in retries {
+            *self.retries.entry(kind.as_str().to_owned()).or_insert(0) += 1;
+        }
     }
 
     fn fail(&mut self, kind: &str) {
@@ -78,6 +97,8 @@ pub struct Transfer<'a> {
     pub prefix: String,
     /// Leaves uploaded objects in place instead of deleting them after the batch.
     pub keep_uploads: bool,
+    /// Retries of throttled, timed-out and failed requests; each retry is counted in the metrics.
+    pub retry: RetryPolicy,
 }
 
 fn checksum_ok(data: &[u8], expected: &str) -> bool {
@@ -110,18 +131,18 @@ impl Transfer<'_> {
         let reads = futures::stream::iter(0..objects.len())
             .map(|i| async move {
                 let t = Instant::now();
-                let result = self.source.get(&objects[i].key).await;
-                (i, result, t.elapsed())
+                let key = &objects[i].key;
+                let attempted = self.retry.run(key, || self.source.get(key)).await;
+                (i, attempted, t.elapsed())
             })
             .buffered(concurrency)
             .collect::<Vec<_>>()
             .await;
         let mut ready: Vec<(usize, Bytes)> = Vec::with_capacity(objects.len());
-        for (i, result, took) in reads {
-            source.requests += 1;
-            proto::latency::record(&mut source.latency, micros(took));
+        for (i, attempted, took) in reads {
+            source.request(took, &attempted.retries);
             let object = &objects[i];
-            match result {
+            match attempted.result {
                 Ok(data) if data.len() as u64 == object.size && verify(data.clone(), object.sha256.clone()).await => {
                     ready.push((i, data))
                 }
@@ -139,19 +160,19 @@ impl Transfer<'_> {
         let puts = futures::stream::iter(0..ready.len())
             .map(|j| async move {
                 let (i, data) = &ready[j];
+                let key = self.upload_key(&objects[*i].key);
                 let t = Instant::now();
-                let result = self.target.put(&self.upload_key(&objects[*i].key), data.clone()).await;
-                (*i, result, t.elapsed())
+                let attempted = self.retry.run(&key, || self.target.put(&key, data.clone())).await;
+                (*i, attempted, t.elapsed())
             })
             .buffer_unordered(concurrency)
             .collect::<Vec<_>>()
             .await;
         upload.duration = started.elapsed();
         let mut uploaded: Vec<usize> = Vec::with_capacity(ready.len());
-        for (i, result, took) in puts {
-            upload.requests += 1;
-            proto::latency::record(&mut upload.latency, micros(took));
-            match result {
+        for (i, attempted, took) in puts {
+            upload.request(took, &attempted.retries);
+            match attempted.result {
                 Ok(()) => uploaded.push(i),
                 Err(e) if e.kind.is_platform_failure() => return Err(PlatformFailure::new("upload", self.target, e)),
                 Err(e) => upload.fail(e.kind.as_str()),
@@ -164,22 +185,22 @@ impl Transfer<'_> {
         let gets = futures::stream::iter(uploaded.clone())
             .map(|i| async move {
                 let object = &objects[i];
+                let key = self.upload_key(&object.key);
                 let t = Instant::now();
-                let result = self.target.get(&self.upload_key(&object.key)).await;
+                let attempted = self.retry.run(&key, || self.target.get(&key)).await;
                 let took = t.elapsed();
-                let verified = match &result {
+                let verified = match &attempted.result {
                     Ok(data) => verify(data.clone(), object.sha256.clone()).await,
                     Err(_) => false,
                 };
-                (result.map(|_| verified), took)
+                (attempted.result.map(|_| verified), attempted.retries, took)
             })
             .buffer_unordered(concurrency)
             .collect::<Vec<_>>()
             .await;
         download.duration = started.elapsed();
-        for (result, took) in gets {
-            download.requests += 1;
-            proto::latency::record(&mut download.latency, micros(took));
+        for (result, retries, took) in gets {
+            download.request(took, &retries);
             match result {
                 Ok(true) => {}
                 Ok(false) => download.fail("checksum_mismatch"),
@@ -192,7 +213,10 @@ impl Transfer<'_> {
         if !self.keep_uploads {
             // Not timed; a failed delete leaves an object under the run's prefix, nothing worse.
             let deletes = futures::stream::iter(uploaded)
-                .map(|i| async move { self.target.delete(&self.upload_key(&objects[i].key)).await })
+                .map(|i| async move {
+                    let key = self.upload_key(&objects[i].key);
+                    self.retry.run(&key, || self.target.delete(&key)).await.result
+                })
                 .buffer_unordered(concurrency)
                 .collect::<Vec<_>>()
                 .await;
@@ -221,7 +245,7 @@ mod tests {
         source.put("good.jpg", Bytes::from_static(b"good")).await.unwrap();
         source.put("corrupt.jpg", Bytes::from_static(b"flipped")).await.unwrap();
         let objects = [object("good.jpg", b"good"), object("corrupt.jpg", b"original"), object("missing.jpg", b"m")];
-        let transfer = Transfer { source: &source, target: &target, concurrency: 2, prefix: "runs/r1/0".into(), keep_uploads: false };
+        let transfer = Transfer { source: &source, target: &target, concurrency: 2, prefix: "runs/r1/0".into(), keep_uploads: false, retry: RetryPolicy::none() };
         let run = transfer.run(&objects).await.unwrap();
         assert_eq!(run.source.requests, 3);
         assert_eq!(run.source.errors, BTreeMap::from([("checksum_mismatch".into(), 1), ("not_found".into(), 1)]));
@@ -237,7 +261,7 @@ mod tests {
         source.put("a.jpg", Bytes::from_static(b"a")).await.unwrap();
         let target = LocalDirStore::create(dir.path().join("bucket"), false).unwrap();
         std::fs::remove_dir(dir.path().join("bucket")).unwrap();
-        let transfer = Transfer { source: &source, target: &target, concurrency: 1, prefix: "p".into(), keep_uploads: true };
+        let transfer = Transfer { source: &source, target: &target, concurrency: 1, prefix: "p".into(), keep_uploads: true, retry: RetryPolicy::none() };
         let failure = transfer.run(&[object("a.jpg", b"a")]).await.unwrap_err();
         assert_eq!(failure.source.kind, storage::ErrorKind::NoBucket);
         assert_eq!(failure.phase, "upload");

@@ -35,6 +35,8 @@ pub struct Worker {
     pub grace: Duration,
     pub heartbeat: Duration,
     pub keep_uploads: bool,
+    /// Retries of storage requests, each counted in the metrics.
+    pub retry: storage::RetryPolicy,
     pub identity: WorkerIdentity,
     pub versions: Versions,
     /// The dataset the batch's images are read from.
@@ -348,6 +350,7 @@ impl Worker {
             concurrency: self.concurrency,
             prefix: format!("cloudbench/{}/{}/{}", job.run_id, job.round, job.platform),
             keep_uploads: self.keep_uploads,
+            retry: self.retry,
         };
         match transfer.run(&job.objects).await {
             Err(failure) => Ran::PlatformFailed(failure),

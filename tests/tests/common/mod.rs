@@ -148,6 +148,7 @@ pub fn spawn_named_worker(
         grace: Duration::from_secs(10),
         heartbeat: Duration::from_secs(1),
         keep_uploads: false,
+        retry: storage::RetryPolicy::default(),
         identity: proto::v1::WorkerIdentity { worker_id: name.to_owned(), platform: platform.to_owned(), ..Default::default() },
         versions: Default::default(),
         source: Arc::new(storage::LocalDirStore::open(dataset, false).unwrap()),
