@@ -33,6 +33,8 @@ pub struct BatchRow {
     pub download_p50_ms: f64,
     pub download_p99_ms: f64,
     pub errors: u64,
+    /// Requests retried after throttling, timeouts or server errors (they succeeded or are in errors).
+    pub retries: u64,
     pub worker_id: String,
     pub host: String,
     pub provider: String,
@@ -93,6 +95,7 @@ impl BatchRow {
             download_p50_ms,
             download_p99_ms,
             errors: m.errors.iter().map(|c| c.count).sum(),
+            retries: m.retries.iter().map(|c| c.count).sum(),
             worker_id: worker.worker_id,
             host: worker.host,
             provider: worker.provider,

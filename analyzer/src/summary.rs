@@ -36,17 +36,18 @@ pub fn render_markdown(run_id: &str, rows: &[BatchRow]) -> String {
         by_platform.entry(&row.platform).or_default().push(row);
     }
     let mut out = format!("# Run {run_id}\n\nPer-batch measures, median [Q1, Q3]; MiB = 2^20 bytes; throughput = batch MiB / (download + inference s).\n\n");
-    out.push_str("| platform | batches | MiB | errors |");
+    out.push_str("| platform | batches | MiB | errors | retries |");
     for (title, _) in MEASURES {
         out.push_str(&format!(" {title} |"));
     }
-    out.push_str("\n|---|---:|---:|---:|");
+    out.push_str("\n|---|---:|---:|---:|---:|");
     out.push_str(&"---:|".repeat(MEASURES.len()));
     out.push('\n');
     for (platform, rows) in &by_platform {
         let mib: f64 = rows.iter().map(|r| r.mib).sum();
         let errors: u64 = rows.iter().map(|r| r.errors).sum();
-        out.push_str(&format!("| {platform} | {} | {mib:.1} | {errors} |", rows.len()));
+        let retries: u64 = rows.iter().map(|r| r.retries).sum();
+        out.push_str(&format!("| {platform} | {} | {mib:.1} | {errors} | {retries} |", rows.len()));
         for (_, get) in MEASURES {
             let mut values: Vec<f64> = rows.iter().filter_map(|r| get(r)).collect();
             out.push_str(&format!(" {} |", cell(&mut values)));
