@@ -3,12 +3,17 @@
 
 use std::future::Future;
 
+/// Log filter directives that keep the cloud SDKs to warnings unless `RUST_LOG` says otherwise.
+pub const QUIET_SDKS: &str = "typespec_client_core=warn,azure_core=warn,azure_storage_blob=warn,azure_identity=warn,aws_config=warn,aws_smithy_runtime=warn";
+
 /// Runs `main` on a multi-threaded runtime with logs filtered by `RUST_LOG` (else `default_log`).
 /// An error is printed as one line, `error: ...` with its causes, and the process exits with 1.
 pub fn run_main<F>(default_log: &str, main: F)
 where
     F: Future<Output = anyhow::Result<()>>,
 {
+    // The cloud SDKs log every failed request at info; our own lines say what failed, once.
+    let default_log = format!("{default_log},{QUIET_SDKS}");
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_log.into()))
         .with_writer(std::io::stderr)

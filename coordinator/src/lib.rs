@@ -4,6 +4,8 @@
 //!   COCO's); [`spec`] reads run specs; [`plan`] splits a manifest into batches (pure).
 //! - [`enqueue`] records the run in the run-state store and publishes its jobs with confirms, so that
 //!   starting a run again resumes it without publishing a batch twice.
+//! - [`seed`] copies a dataset into a bucket or container, builds manifests from stores, and removes
+//!   what a run's workers left behind.
 //! - [`status`] renders progress.
 //!
 //! The binary (`main.rs`) wires these to RabbitMQ and Redis; the embedded run wires them to the
@@ -12,6 +14,7 @@
 pub mod enqueue;
 pub mod manifest;
 pub mod plan;
+pub mod seed;
 pub mod spec;
 pub mod status;
 pub mod synth;

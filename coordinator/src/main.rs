@@ -9,7 +9,20 @@ use coordinator::enqueue::{self, EnqueueOptions};
 use coordinator::manifest::Manifest;
 use coordinator::spec::RunSpec;
 use coordinator::status::{self, StatusView};
-use coordinator::synth;
+use coordinator::{seed, synth};
+use storage::{RetryPolicy, StorageConfig};
+
+/// A progress bar on a terminal, nothing otherwise (logs and pipes stay clean).
+fn progress_bar(what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0).with_prefix(what.to_owned());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix:<10} [{bar:40}] {pos}/{len} {per_sec} eta {eta}") {
+        bar.set_style(style);
+    }
+    bar
+}
 
 /// Plans benchmark runs: builds dataset manifests, publishes batch jobs, follows progress.
 #[derive(Parser)]
@@ -79,12 +92,42 @@ enum DatasetCommand {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Builds a manifest (key, size, SHA-256) from a folder of JPEG and PNG images.
+    /// Builds a manifest (key, size, SHA-256) of the JPEG and PNG images in a folder, or in a bucket or
+    /// container prefix (s3://BUCKET/PREFIX?..., azure://CONTAINER/PREFIX?endpoint=...).
     Scan {
-        folder: PathBuf,
-        /// Manifest path; defaults to `FOLDER/manifest.json`.
+        /// A folder or a store URL.
+        location: String,
+        /// Manifest path; defaults to `FOLDER/manifest.json` for a folder, required for a store.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Objects downloaded at once when hashing a store.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+    /// Copies a dataset into a bucket or container prefix, so workers read it from their own cloud.
+    /// Objects already there with the right size are skipped: an interrupted seeding resumes.
+    Seed {
+        /// The dataset: a folder (with `manifest.json` unless --manifest) or a store URL.
+        from: String,
+        /// The target store URL (s3://BUCKET/PREFIX?..., azure://CONTAINER/PREFIX?...).
+        to: String,
+        /// Manifest of the dataset; default `FROM/manifest.json`, or a scan of FROM.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Creates the bucket or container when it is missing.
+        #[arg(long)]
+        create: bool,
+        /// Objects copied at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+    /// Deletes what workers uploaded for a run and left in a store (killed mid-batch, or kept).
+    Cleanup {
+        run_id: String,
+        /// The platform's store URL.
+        store: String,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
     },
 }
 
@@ -109,11 +152,51 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             manifest.save(&path).with_context(|| format!("writing {}", path.display()))?;
             println!("{} images, {:.1} MiB, manifest {}", count, manifest.bytes() as f64 / 1048576.0, path.display());
         }
-        Command::Dataset(DatasetCommand::Scan { folder, out }) => {
-            let manifest = Manifest::scan(&folder)?;
-            let path = out.unwrap_or_else(|| folder.join("manifest.json"));
+        Command::Dataset(DatasetCommand::Scan { location, out, concurrency }) => {
+            let (manifest, path) = match StorageConfig::from_url(&location).map_err(anyhow::Error::msg)? {
+                StorageConfig::Local { path: folder, .. } => {
+                    let path = out.unwrap_or_else(|| folder.join("manifest.json"));
+                    (Manifest::scan(&folder)?, path)
+                }
+                config => {
+                    let path = out.context("--out is required when scanning a bucket or container")?;
+                    let store = config.open().await?;
+                    let bar = progress_bar("hashing");
+                    (seed::scan(store.as_ref(), concurrency, RetryPolicy::default(), &bar).await.map_err(anyhow::Error::msg)?, path)
+                }
+            };
             manifest.save(&path).with_context(|| format!("writing {}", path.display()))?;
             println!("{} images, {:.1} MiB, manifest {}", manifest.objects.len(), manifest.bytes() as f64 / 1048576.0, path.display());
+        }
+        Command::Dataset(DatasetCommand::Seed { from, to, manifest, create, concurrency }) => {
+            let from_config = StorageConfig::from_url(&from).map_err(anyhow::Error::msg)?;
+            let to_config = StorageConfig::from_url(&to).map_err(anyhow::Error::msg)?;
+            let source = from_config.open().await.context("dataset")?;
+            if create {
+                to_config.create().await.context("creating the target")?;
+            }
+            let target = to_config.open().await.context("target")?;
+            let manifest = match (manifest, &from_config) {
+                (Some(path), _) => Manifest::load(&path)?,
+                (None, StorageConfig::Local { path, .. }) if path.join("manifest.json").exists() => Manifest::load(&path.join("manifest.json"))?,
+                (None, _) => seed::scan(source.as_ref(), concurrency, RetryPolicy::default(), &progress_bar("hashing")).await.map_err(anyhow::Error::msg)?,
+            };
+            let bar = progress_bar("seeding");
+            let done = seed::seed(source.as_ref(), target.as_ref(), &manifest, concurrency, RetryPolicy::default(), &bar)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            println!(
+                "{} objects uploaded ({:.1} MiB), {} already there, into {}",
+                done.uploaded,
+                done.bytes as f64 / 1048576.0,
+                done.skipped,
+                target.describe()
+            );
+        }
+        Command::Dataset(DatasetCommand::Cleanup { run_id, store, concurrency }) => {
+            let store = StorageConfig::from_url(&store).map_err(anyhow::Error::msg)?.open().await?;
+            let deleted = seed::cleanup(store.as_ref(), &run_id, concurrency, RetryPolicy::default()).await.map_err(anyhow::Error::msg)?;
+            println!("{deleted} objects of run {run_id} deleted from {}", store.describe());
         }
         Command::Run { spec, run_id, max_rate, watch } => {
             let spec = RunSpec::load(&spec)?;

@@ -45,6 +45,11 @@ pub enum ManifestError {
 /// File extensions taken as images when scanning a folder.
 const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png"];
 
+/// True for keys with an image extension (.jpg, .jpeg, .png, any case).
+pub fn is_image_key(key: &str) -> bool {
+    key.rsplit_once('.').is_some_and(|(_, ext)| IMAGE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()))
+}
+
 /// Returns the lowercase hex SHA-256 of `data`.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
@@ -102,11 +107,7 @@ impl Manifest {
                     dirs.push(path);
                     continue;
                 }
-                let is_image = path
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
-                if !is_image {
+                if !is_image_key(&path.to_string_lossy()) {
                     continue;
                 }
                 let data = std::fs::read(&path).map_err(scan_err)?;

@@ -83,6 +83,15 @@ impl StorageConfig {
         }
     }
 
+    /// Creates the directory, bucket or container when it is missing.
+    pub async fn create(&self) -> Result<(), StorageError> {
+        match self {
+            StorageConfig::Local { path, durable } => LocalDirStore::create(path, *durable).map(drop),
+            StorageConfig::S3(config) => S3Store::connect(config.clone()).await?.create_bucket().await,
+            StorageConfig::Azure(config) => AzureStore::connect(config.clone())?.create_container().await,
+        }
+    }
+
     /// Opens the store and checks that it can be used (the bucket exists, the credentials work).
     pub async fn open(&self) -> Result<Arc<dyn Storage>, StorageError> {
         let store: Arc<dyn Storage> = match self {

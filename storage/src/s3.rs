@@ -299,6 +299,7 @@ where
             Some(message) => format!("{code}: {message}"),
             None => code,
         },
+        (None, Some(status @ (401 | 403))) => format!("HTTP {status}: access denied (check the credentials and the bucket policy)"),
         (None, Some(status)) => format!("HTTP {status}"),
         (None, None) => format!("{}", DisplayErrorContext(&err)),
     };

@@ -1,0 +1,184 @@
+//! The paper's setup on local stand-ins for the two clouds: an `aws` platform on an S3 server
+//! (s3s-fs) and an `azure` platform on the Azure Blob emulator (Azurite), with the built binaries
+//! only: seed the dataset into each cloud, build a manifest from a bucket, run workers that read the
+//! dataset from their own cloud, collect and export. Also what a user sees when a platform is
+//! misconfigured.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use control::Broker;
+use storage::{AzureAuth, AzureConfig, AzureStore, S3Config, S3Store, Secret, StaticCredentials, Storage};
+
+const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+fn s3_endpoint() -> String {
+    env_or("CLOUDBENCH_TEST_S3_ENDPOINT", "http://127.0.0.1:8014")
+}
+
+fn azure_endpoint() -> String {
+    env_or("CLOUDBENCH_TEST_AZURE_ENDPOINT", "http://127.0.0.1:10000/devstoreaccount1")
+}
+
+fn s3_url(bucket: &str, prefix: &str) -> String {
+    format!("s3://{bucket}/{prefix}?endpoint={}&path_style=true&region=us-east-1", s3_endpoint())
+}
+
+fn azure_url(container: &str, prefix: &str) -> String {
+    format!("azure://{container}/{prefix}?endpoint={}&auth=account_key", azure_endpoint())
+}
+
+/// Credentials reach the binaries the way they reach them in a cloud: from the environment.
+fn with_cloud_env(cmd: &mut Command) -> &mut Command {
+    cmd.env("AWS_ACCESS_KEY_ID", env_or("CLOUDBENCH_TEST_S3_ACCESS_KEY", "cloudbench-test"))
+        .env("AWS_SECRET_ACCESS_KEY", env_or("CLOUDBENCH_TEST_S3_SECRET_KEY", "cloudbench-test-secret"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AZURE_STORAGE_KEY", env_or("CLOUDBENCH_TEST_AZURE_KEY", AZURITE_KEY))
+        .env("AMQP_URL", amqp_url())
+        .env("REDIS_URL", redis_url())
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = with_cloud_env(cmd).output().unwrap();
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn s3_store(bucket: &str) -> S3Store {
+    let mut config = S3Config::new(bucket);
+    config.endpoint_url = Some(s3_endpoint());
+    config.region = Some("us-east-1".into());
+    config.path_style = true;
+    config.credentials = Some(StaticCredentials {
+        access_key_id: env_or("CLOUDBENCH_TEST_S3_ACCESS_KEY", "cloudbench-test"),
+        secret_access_key: Secret::new(env_or("CLOUDBENCH_TEST_S3_SECRET_KEY", "cloudbench-test-secret")),
+    });
+    S3Store::connect(config).await.unwrap()
+}
+
+fn azure_store(container: &str) -> AzureStore {
+    AzureStore::connect(AzureConfig::new(azure_endpoint(), container, AzureAuth::Key(Secret::new(env_or("CLOUDBENCH_TEST_AZURE_KEY", AZURITE_KEY))))).unwrap()
+}
+
+/// A bucket or container name: lowercase letters, digits and dashes, at most 63 characters.
+fn store_name(tag: &str) -> String {
+    unique(tag).to_ascii_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-").chars().take(63).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_and_azure_platforms_on_their_own_storage_collect_every_batch_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |p: &str| dir.path().join(p);
+    let ns = namespace("clouds");
+    let run_id = unique("clouds");
+    let (bucket, container) = (store_name("aws"), store_name("azure"));
+    run(Command::new(bin("coordinator")).args(["dataset", "synth", "--count", "40", "--out"]).arg(path("data")));
+
+    // Seed the dataset into each cloud, then build the run's manifest from the bucket.
+    let data = path("data").to_string_lossy().into_owned();
+    let seeded = run(Command::new(bin("coordinator")).args(["dataset", "seed", &data, &s3_url(&bucket, "coco"), "--create"]));
+    assert!(seeded.starts_with("40 objects uploaded"), "{seeded}");
+    let again = run(Command::new(bin("coordinator")).args(["dataset", "seed", &data, &s3_url(&bucket, "coco")]));
+    assert!(again.starts_with("0 objects uploaded") && again.contains("40 already there"), "{again}");
+    run(Command::new(bin("coordinator")).args(["dataset", "seed", &data, &azure_url(&container, "coco"), "--create"]));
+    run(Command::new(bin("coordinator")).args(["dataset", "scan", &s3_url(&bucket, "coco"), "--out"]).arg(path("bucket-manifest.json")));
+    let local: serde_json::Value = serde_json::from_slice(&std::fs::read(path("data/manifest.json")).unwrap()).unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&std::fs::read(path("bucket-manifest.json")).unwrap()).unwrap();
+    assert_eq!(local["objects"], listed["objects"], "the manifest built from the bucket matches the dataset");
+
+    std::fs::write(
+        path("run.toml"),
+        format!("run_id = \"{run_id}\"\nmanifest = \"bucket-manifest.json\"\nbatch_size = 8\n[[platform]]\nname = \"aws\"\n[[platform]]\nname = \"azure\"\n"),
+    )
+    .unwrap();
+    let worker = |platform: &str, dataset: String, storage: String| {
+        let mut cmd = Command::new(bin("worker"));
+        cmd.args(["--namespace", ns.as_str(), "--platform", platform, "--provider", platform, "--dataset", &dataset, "--storage", &storage])
+            .stderr(Stdio::null());
+        Child(with_cloud_env(&mut cmd).spawn().unwrap())
+    };
+    let _workers = [
+        worker("aws", s3_url(&bucket, "coco"), s3_url(&bucket, "")),
+        worker("aws", s3_url(&bucket, "coco"), s3_url(&bucket, "")),
+        worker("azure", azure_url(&container, "coco"), azure_url(&container, "")),
+    ];
+    let started = run(Command::new(bin("coordinator")).args(["--namespace", ns.as_str(), "run"]).arg(path("run.toml")));
+    assert!(started.contains("created: 10 batches, published 10"), "{started}");
+    let mut collect = Command::new(bin("analyzer"));
+    collect.args(["collect", "--namespace", ns.as_str(), "--until-complete", &run_id, "--store"]).arg(path("store")).stderr(Stdio::null());
+    let collector = Child(with_cloud_env(&mut collect).spawn().unwrap());
+    let mut collector = collector;
+    let status = wait_for("the collector to store the whole run", Duration::from_secs(180), || {
+        let done = collector.0.try_wait().unwrap();
+        async move { done }
+    })
+    .await;
+    assert!(status.success());
+
+    let rows: serde_json::Value =
+        serde_json::from_str(&run(Command::new(bin("analyzer")).args(["export", "--format", "json", "--run", &run_id, "--store"]).arg(path("store")))).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 10, "every batch collected exactly once");
+    for row in rows {
+        assert_eq!(row["errors"], 0, "every object uploaded, downloaded and verified: {row}");
+        assert!(row["upload_s"].as_f64().unwrap() > 0.0 && row["download_s"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(rows.iter().filter(|r| r["platform"] == "aws").count(), 5);
+    assert_eq!(rows.iter().filter(|r| r["provider"] == "azure").count(), 5);
+
+    // Workers delete their uploads after each batch: only the seeded dataset is left.
+    let s3 = s3_store(&bucket).await;
+    let azure = azure_store(&container);
+    assert!(s3.list("cloudbench/").await.unwrap().is_empty());
+    assert!(azure.list("cloudbench/").await.unwrap().is_empty());
+    assert_eq!(azure.list("coco/").await.unwrap().len(), 40);
+
+    let broker = broker().await;
+    broker.delete(&ns, &["aws".into(), "azure".into()]).await.unwrap();
+    broker.close().await;
+    s3.delete_bucket().await.unwrap();
+    azure.delete_container().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_misconfigured_platform_is_one_line_naming_it_and_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_string_lossy().into_owned();
+    let ns = namespace("misconf");
+    let start = |platform: &str, storage: String, secret: Option<&str>| {
+        let mut cmd = Command::new(bin("worker"));
+        cmd.args(["--namespace", ns.as_str(), "--platform", platform, "--dataset", &data, "--storage", &storage]);
+        with_cloud_env(&mut cmd);
+        if let Some(secret) = secret {
+            cmd.env("AWS_SECRET_ACCESS_KEY", secret).env("AZURE_STORAGE_KEY", secret);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let missing = store_name("missing");
+    let err = start("aws", s3_url(&missing, ""), None);
+    assert!(err.contains("platform aws") && err.contains(&missing) && err.contains("does not exist"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let bucket = store_name("creds");
+    let s3 = s3_store(&bucket).await;
+    s3.create_bucket().await.unwrap();
+    let err = start("aws", s3_url(&bucket, ""), Some("wrong-secret-plugh"));
+    assert!(err.contains("platform aws") && err.contains("access denied") && !err.contains("wrong-secret-plugh"), "{err}");
+    s3.delete_bucket().await.unwrap();
+
+    let err = start("azure", azure_url(&store_name("nocontainer"), ""), None);
+    assert!(err.contains("platform azure") && err.contains("does not exist"), "{err}");
+    let err = start("azure", "azure://c?endpoint=http://127.0.0.1:9/devstoreaccount1&auth=account_key".into(), None);
+    assert!(err.contains("platform azure") && err.trim().lines().count() == 1, "{err}");
+    assert!(!err.contains("sig=") || err.contains("sig=***"), "{err}");
+    eprintln!("{err}");
+}
