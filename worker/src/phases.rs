@@ -119,13 +119,23 @@ impl Transfer<'_> {
         format!("{}/{key}", self.prefix)
     }
 
-    /// Runs the source read, upload and download phases of a batch of `objects`.
-    // The stream closures take indices, not references: closures over borrowed items make the
-    // future's `Send` proof fail (higher-ranked lifetimes) where an async trait method awaits it.
+    /// Runs the source read, upload and download phases of a batch of `objects`, then deletes the
+    /// uploads unless told to keep them.
     pub async fn run(&self, objects: &[ObjectRef]) -> Result<BatchRun, PlatformFailure> {
-        let concurrency = self.concurrency.max(1);
+        let (source, ready) = self.read_source(objects).await?;
+        let (upload, uploaded) = self.upload(objects, &ready).await?;
+        drop(ready);
+        let download = self.download(objects, &uploaded).await?;
+        let cleanup = self.clean_up(objects, &uploaded).await;
+        Ok(BatchRun { source, upload, download, cleanup })
+    }
 
-        // Source: read the images the worker will upload, verified against the manifest.
+    // The stream closures below take indices, not references: closures over borrowed items make the
+    // future's `Send` proof fail (higher-ranked lifetimes) where an async trait method awaits it.
+
+    /// Source: reads the images the worker will upload, each verified against the manifest. Returns
+    /// the phase and the objects read intact, by index into `objects`.
+    pub async fn read_source(&self, objects: &[ObjectRef]) -> Result<(PhaseRun, Vec<(usize, Bytes)>), PlatformFailure> {
         let mut source = PhaseRun::new();
         let started = Instant::now();
         let reads = futures::stream::iter(0..objects.len())
@@ -135,7 +145,7 @@ impl Transfer<'_> {
                 let attempted = self.retry.run(key, || self.source.get(key)).await;
                 (i, attempted, t.elapsed())
             })
-            .buffered(concurrency)
+            .buffered(self.concurrency.max(1))
             .collect::<Vec<_>>()
             .await;
         let mut ready: Vec<(usize, Bytes)> = Vec::with_capacity(objects.len());
@@ -152,11 +162,14 @@ impl Transfer<'_> {
             }
         }
         source.duration = started.elapsed();
+        Ok((source, ready))
+    }
 
-        // Upload: the paper's upload time, the wall time of putting the whole batch.
+    /// Upload: the paper's upload time, the wall time of putting the whole batch. Returns the phase
+    /// and the indices of the objects stored.
+    pub async fn upload(&self, objects: &[ObjectRef], ready: &[(usize, Bytes)]) -> Result<(PhaseRun, Vec<usize>), PlatformFailure> {
         let mut upload = PhaseRun::new();
         let started = Instant::now();
-        let ready = &ready;
         let puts = futures::stream::iter(0..ready.len())
             .map(|j| async move {
                 let (i, data) = &ready[j];
@@ -165,7 +178,7 @@ impl Transfer<'_> {
                 let attempted = self.retry.run(&key, || self.target.put(&key, data.clone())).await;
                 (*i, attempted, t.elapsed())
             })
-            .buffer_unordered(concurrency)
+            .buffer_unordered(self.concurrency.max(1))
             .collect::<Vec<_>>()
             .await;
         upload.duration = started.elapsed();
@@ -178,11 +191,14 @@ impl Transfer<'_> {
                 Err(e) => upload.fail(e.kind.as_str()),
             }
         }
+        Ok((upload, uploaded))
+    }
 
-        // Download: get every uploaded object back and verify every byte.
+    /// Download: gets every uploaded object back and verifies every byte against the manifest.
+    pub async fn download(&self, objects: &[ObjectRef], uploaded: &[usize]) -> Result<PhaseRun, PlatformFailure> {
         let mut download = PhaseRun::new();
         let started = Instant::now();
-        let gets = futures::stream::iter(uploaded.clone())
+        let gets = futures::stream::iter(uploaded.to_vec())
             .map(|i| async move {
                 let object = &objects[i];
                 let key = self.upload_key(&object.key);
@@ -195,7 +211,7 @@ impl Transfer<'_> {
                 };
                 (attempted.result.map(|_| verified), attempted.retries, took)
             })
-            .buffer_unordered(concurrency)
+            .buffer_unordered(self.concurrency.max(1))
             .collect::<Vec<_>>()
             .await;
         download.duration = started.elapsed();
@@ -208,23 +224,28 @@ impl Transfer<'_> {
                 Err(e) => download.fail(e.kind.as_str()),
             }
         }
+        Ok(download)
+    }
 
-        let cleanup_started = Instant::now();
+    /// Deletes the uploads (not timed as a phase) unless told to keep them; returns the time it took.
+    /// A failed delete leaves an object under the run's prefix, which `coordinator dataset cleanup`
+    /// removes.
+    pub async fn clean_up(&self, objects: &[ObjectRef], uploaded: &[usize]) -> Duration {
+        let started = Instant::now();
         if !self.keep_uploads {
-            // Not timed; a failed delete leaves an object under the run's prefix, nothing worse.
-            let deletes = futures::stream::iter(uploaded)
+            let deletes = futures::stream::iter(uploaded.to_vec())
                 .map(|i| async move {
                     let key = self.upload_key(&objects[i].key);
                     self.retry.run(&key, || self.target.delete(&key)).await.result
                 })
-                .buffer_unordered(concurrency)
+                .buffer_unordered(self.concurrency.max(1))
                 .collect::<Vec<_>>()
                 .await;
             for e in deletes.into_iter().filter_map(Result::err) {
                 tracing::warn!(error = %e, "deleting an uploaded object failed");
             }
         }
-        Ok(BatchRun { source, upload, download, cleanup: cleanup_started.elapsed() })
+        started.elapsed()
     }
 }
 
@@ -252,6 +273,59 @@ mod tests {
         assert_eq!((run.upload.requests, run.upload.failed, run.download.requests, run.download.failed), (1, 0, 1, 0));
         assert_eq!(run.upload.latency.len(), 1);
         assert!(target.list("runs/").await.unwrap().is_empty(), "uploads are cleaned up");
+    }
+
+    /// A store that throttles every other put and times out the first get of each key.
+    struct Flaky {
+        inner: LocalDirStore,
+        puts: std::sync::atomic::AtomicU32,
+        got: std::sync::Mutex<std::collections::HashSet<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Storage for Flaky {
+        fn describe(&self) -> String {
+            "flaky".into()
+        }
+        async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
+            if self.puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 2 == 0 {
+                return Err(StorageError::new(ErrorKind::Throttled, "SlowDown"));
+            }
+            self.inner.put(key, data).await
+        }
+        async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+            if self.got.lock().unwrap().insert(key.to_owned()) {
+                return Err(StorageError::new(ErrorKind::Timeout, "RequestTimeout"));
+            }
+            self.inner.get(key).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), StorageError> {
+            self.inner.delete(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<storage::ObjectInfo>, StorageError> {
+            self.inner.list(prefix).await
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_are_counted_by_kind_and_the_batch_still_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = LocalDirStore::create(dir.path().join("src"), false).unwrap();
+        let objects: Vec<ObjectRef> = (0..4)
+            .map(|i| {
+                let data = format!("image {i}");
+                std::fs::write(dir.path().join(format!("src/{i}.jpg")), &data).unwrap();
+                object(&format!("{i}.jpg"), data.as_bytes())
+            })
+            .collect();
+        let target = Flaky { inner: LocalDirStore::create(dir.path().join("bucket"), false).unwrap(), puts: 0.into(), got: Default::default() };
+        let retry = RetryPolicy { base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(2), ..RetryPolicy::default() };
+        let transfer = Transfer { source: &source, target: &target, concurrency: 1, prefix: "p".into(), keep_uploads: false, retry };
+        let run = transfer.run(&objects).await.unwrap();
+        assert_eq!((run.upload.failed, run.download.failed), (0, 0));
+        assert_eq!(run.upload.retries, BTreeMap::from([("throttled".into(), 4)]));
+        assert_eq!(run.download.retries, BTreeMap::from([("timeout".into(), 4)]));
+        assert_eq!(run.upload.requests, 4, "a retried request is one request");
     }
 
     #[tokio::test]
