@@ -4,7 +4,8 @@
 //! instance role on EC2) unless given in code. The SDK's own retries are off: the caller retries
 //! through [`crate::RetryPolicy`] and counts every retry. Objects above `multipart_threshold` are put
 //! with a multipart upload; every get asks for the first `part_size` bytes and, when the object is
-//! larger, fetches the remaining ranges in parallel.
+//! larger than `multipart_threshold`, is
+//! fetched again in parallel ranges of `part_size`.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::config::{Credentials, Region, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -138,7 +139,12 @@ impl S3Store {
             ));
         }
         let shared = loader.load().await;
-        let mut builder = aws_sdk_s3::config::Builder::from(&shared).force_path_style(config.path_style);
+        // The worker verifies every object against the manifest's SHA-256 end to end; S3's own
+        // response checksums would hash every byte a second time (and make some servers stream
+        // their answers in small writes).
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(config.path_style)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         if shared.region().is_none() {
             if shared.endpoint_url().is_none() {
                 return Err(StorageError::new(
@@ -264,11 +270,6 @@ async fn read_body(body: ByteStream, name: &str) -> Result<Bytes, StorageError> 
         .map_err(|e| StorageError::new(ErrorKind::Unavailable, format!("get {name}: body cut short: {}", DisplayErrorContext(&e))))
 }
 
-/// Total size from a `Content-Range: bytes 0-8388607/12345678` header.
-fn total_size(content_range: Option<&str>) -> Option<u64> {
-    content_range?.rsplit_once('/')?.1.parse().ok()
-}
-
 /// Maps an SDK failure to what the caller can act on; the message names the object, never a secret.
 fn s3_error<E>(op: &str, name: &str, err: SdkError<E, aws_smithy_runtime_api::http::Response>) -> StorageError
 where
@@ -346,32 +347,25 @@ impl Storage for S3Store {
 
     async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
         let key = self.keys.full(key)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.config.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| s3_error("get", &self.name(&key), e))?;
+        let size = out.content_length().unwrap_or(0).max(0) as u64;
+        if size <= self.config.multipart_threshold {
+            return read_body(out.body, &self.name(&key)).await;
+        }
+        // A large object: drop this stream and fetch it in parallel ranges, pinned to the version
+        // the first answer described.
+        let etag = out.e_tag().map(str::to_owned);
+        drop(out);
         let part = self.config.part_size;
-        let first = self.client.get_object().bucket(&self.config.bucket).key(&key).range(format!("bytes=0-{}", part - 1)).send().await;
-        let first = match first {
-            Ok(out) => out,
-            // An empty object has no byte 0 to range over.
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
-                let out = self
-                    .client
-                    .get_object()
-                    .bucket(&self.config.bucket)
-                    .key(&key)
-                    .send()
-                    .await
-                    .map_err(|e| s3_error("get", &self.name(&key), e))?;
-                return read_body(out.body, &self.name(&key)).await;
-            }
-            Err(e) => return Err(s3_error("get", &self.name(&key), e)),
-        };
-        let total = total_size(first.content_range());
-        let etag = first.e_tag().map(str::to_owned);
-        let head = read_body(first.body, &self.name(&key)).await?;
-        let Some(total) = total.filter(|&t| t > head.len() as u64) else { return Ok(head) };
-        // The rest in parallel ranges, pinned to the version the first range came from.
-        let ranges: Vec<(u64, u64)> =
-            (1..total.div_ceil(part)).map(|i| (i * part, ((i + 1) * part).min(total) - 1)).collect();
-        let tails: Vec<Bytes> = futures::stream::iter(ranges)
+        let ranges: Vec<(u64, u64)> = (0..size.div_ceil(part)).map(|i| (i * part, ((i + 1) * part).min(size) - 1)).collect();
+        let parts: Vec<Bytes> = futures::stream::iter(ranges)
             .map(|(start, end)| {
                 let (key, etag) = (&key, etag.as_deref());
                 async move { self.get_range(key, start, end, etag).await }
@@ -379,13 +373,12 @@ impl Storage for S3Store {
             .buffered(self.config.part_concurrency)
             .try_collect()
             .await?;
-        let mut whole = BytesMut::with_capacity(total as usize);
-        whole.extend_from_slice(&head);
-        for tail in tails {
-            whole.extend_from_slice(&tail);
+        let mut whole = BytesMut::with_capacity(size as usize);
+        for part in parts {
+            whole.extend_from_slice(&part);
         }
-        if whole.len() as u64 != total {
-            return Err(StorageError::new(ErrorKind::Unavailable, format!("get {}: got {} of {total} bytes", self.name(&key), whole.len())));
+        if whole.len() as u64 != size {
+            return Err(StorageError::new(ErrorKind::Unavailable, format!("get {}: got {} of {size} bytes", self.name(&key), whole.len())));
         }
         Ok(whole.freeze())
     }
@@ -428,13 +421,6 @@ impl Storage for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_the_total_size_of_a_range() {
-        assert_eq!(total_size(Some("bytes 0-8388607/12345678")), Some(12_345_678));
-        assert_eq!(total_size(Some("bytes */0")), Some(0));
-        assert_eq!(total_size(None), None);
-    }
 
     #[test]
     fn config_parses_with_defaults_and_refuses_keys() {

@@ -115,8 +115,9 @@ pub struct WorkerConfig {
     pub retry: RetryPolicy,
 }
 
-/// Default storage requests in flight per phase.
-pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Default storage requests in flight per phase: the best of 4, 8, 16, 32 and 64 in the transfer
+/// benchmark (`scripts/bench-transfer.sh`) over S3 and Azure Blob together.
+pub const DEFAULT_CONCURRENCY: usize = 32;
 
 impl WorkerConfig {
     /// Merges flags and environment (`args`) over the TOML file they name, then validates.
