@@ -138,7 +138,7 @@ fn an_invalid_spec_or_config_is_one_line_and_a_failure() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("unknown field") && stderr.contains("batch_sise"), "{stderr}");
 
-    let out = Command::new(bin("worker")).args(["--platform", "aws"]).env_remove("CLOUDBENCH_DATASET_DIR").output().unwrap();
+    let out = Command::new(bin("worker")).args(["--platform", "aws"]).env_remove("CLOUDBENCH_DATASET_DIR").env_remove("CLOUDBENCH_DATASET").output().unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!((out.status.code(), stderr.trim()), (Some(1), "error: no dataset: give --dataset-dir or a [dataset] table"));
+    assert_eq!((out.status.code(), stderr.trim()), (Some(1), "error: no dataset: give --dataset, --dataset-dir or a [dataset] table"));
 }
