@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command: with RabbitMQ and Redis installed and started when missing (and stopped after),
-# builds the binaries the system tests launch and runs every test of the workspace.
+# The test command: with RabbitMQ, Redis, s3s-fs and Azurite installed and started when missing (and
+# stopped after), builds the binaries the system tests launch and runs every test of the workspace.
 set -euo pipefail
 self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$self")/.."
