@@ -3,13 +3,18 @@
 //!
 //! - [`weights`] reads the ONNX file `yolo export format=onnx` writes, or safetensors, at run time.
 //! - [`model`] builds YOLOv8 of any size and class count from those weights and runs it.
+//! - [`pre`] decodes JPEG and PNG and letterboxes them to the input size.
+//! - [`Detector`] puts it together: images in, detections out, several images per forward pass.
 //! - [`post`] turns its output into detections: threshold, per-class NMS, boxes in image pixels.
 
+mod detector;
 pub mod model;
 pub mod post;
+pub mod pre;
 pub mod weights;
 
 pub use burn::tensor::{Device, Tensor, TensorData};
+pub use detector::{DEVICES, Detector, INPUT_SIZE, ImageDetections, device};
 pub use model::YoloV8;
 pub use post::{Detection, Letterbox, PostOptions};
 pub use weights::{Weights, WeightsError};

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use prost::Message;
+use sha2::Digest;
 
 mod onnx {
     include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
@@ -39,6 +40,8 @@ pub struct Weights {
     pub metadata: BTreeMap<String, String>,
     /// Where the weights came from, for messages.
     pub source: String,
+    /// SHA-256 of the file, lowercase hex ("model hash" in metrics).
+    pub sha256: String,
 }
 
 const ONNX_FLOAT: i32 = 1;
@@ -75,7 +78,8 @@ impl Weights {
     pub fn load(path: &Path) -> Result<Self, WeightsError> {
         let shown = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|source| WeightsError::Read { path: shown.clone(), source })?;
-        let weights = if looks_like_safetensors(&bytes) { Self::from_safetensors(&bytes, &shown)? } else { Self::from_onnx(&bytes, &shown)? };
+        let mut weights = if looks_like_safetensors(&bytes) { Self::from_safetensors(&bytes, &shown)? } else { Self::from_onnx(&bytes, &shown)? };
+        weights.sha256 = hex::encode(sha2::Sha256::digest(&bytes));
         if !weights.tensors.contains_key("model.0.conv.weight") {
             return Err(WeightsError::NotYolo { path: shown, reason: "no tensor model.0.conv.weight (the first convolution)".into() });
         }
@@ -127,7 +131,7 @@ impl Weights {
             }
         }
         let metadata = model.metadata_props.into_iter().map(|p| (p.key.unwrap_or_default(), p.value.unwrap_or_default())).collect();
-        Ok(Self { tensors, metadata, source: shown.to_owned() })
+        Ok(Self { tensors, metadata, source: shown.to_owned(), sha256: String::new() })
     }
 
     /// Decodes a safetensors file's F32, F16 and BF16 tensors.

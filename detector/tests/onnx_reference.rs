@@ -67,3 +67,21 @@ fn a_model_without_a_detection_head_is_refused_by_name() {
     let err = YoloV8::from_weights(&weights, &Device::flex()).unwrap_err().to_string();
     assert!(err.contains("not a YOLOv8 detection model") && err.contains("model.22.cv3"), "{err}");
 }
+
+#[test]
+fn a_batch_gives_each_image_what_it_gets_alone() {
+    let weights = Weights::load(&fixtures().join("yolov8n-random.onnx")).unwrap();
+    let device = Device::flex();
+    let model = YoloV8::from_weights(&weights, &device).unwrap();
+    let (h, w) = (64, 96);
+    let pair = input(2, h, w);
+    let run = |data: Vec<f32>, b: usize| -> Vec<f32> {
+        model.forward(Tensor::<4>::from_data(TensorData::new(data, [b, 3, h, w]), &device)).into_data().try_into_vec::<f32>().unwrap()
+    };
+    let together = run(pair.clone(), 2);
+    let half = pair.len() / 2;
+    let alone: Vec<f32> = [run(pair[..half].to_vec(), 1), run(pair[half..].to_vec(), 1)].concat();
+    assert_eq!(together.len(), alone.len());
+    let worst = together.iter().zip(&alone).map(|(a, b)| (a - b).abs() / b.abs().max(1.0)).fold(0f32, f32::max);
+    assert!(worst < 1e-5, "batched and single results differ by {worst:e}");
+}
