@@ -85,3 +85,61 @@ fn a_batch_gives_each_image_what_it_gets_alone() {
     let worst = together.iter().zip(&alone).map(|(a, b)| (a - b).abs() / b.abs().max(1.0)).fold(0f32, f32::max);
     assert!(worst < 1e-5, "batched and single results differ by {worst:e}");
 }
+
+/// Writes `tensors` as a safetensors file (F32, little-endian).
+fn write_safetensors(path: &std::path::Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
+    let mut header = serde_json::Map::new();
+    let mut data = Vec::new();
+    for (name, dims, values) in tensors {
+        let begin = data.len();
+        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        header.insert(name.clone(), serde_json::json!({"dtype": "F32", "shape": dims, "data_offsets": [begin, data.len()]}));
+    }
+    header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
+    let mut text = serde_json::to_vec(&header).unwrap();
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut file = (text.len() as u64).to_le_bytes().to_vec();
+    file.extend(text);
+    file.extend(data);
+    std::fs::write(path, file).unwrap();
+}
+
+#[test]
+fn a_safetensors_state_dict_with_batch_norm_gives_the_same_model() {
+    // Unfold the ONNX export's convolutions into conv + BatchNorm tensors, as a PyTorch state dict
+    // holds them: scale 2 (gamma 2, variance 1 - eps), mean 0.5, so folding must give back W and b.
+    let onnx = Weights::load(&fixtures().join("yolov8n-random.onnx")).unwrap();
+    let mut tensors = Vec::new();
+    for (name, t) in &onnx.tensors {
+        if let Some(stem) = name.strip_suffix(".conv.weight").filter(|s| !s.ends_with(".dfl")) {
+            let out = t.dims[0];
+            let bias = &onnx.tensors[&format!("{stem}.conv.bias")].data;
+            tensors.push((name.clone(), t.dims.clone(), t.data.iter().map(|v| v / 2.0).collect()));
+            tensors.push((format!("{stem}.bn.weight"), vec![out], vec![2.0; out]));
+            tensors.push((format!("{stem}.bn.bias"), vec![out], bias.iter().map(|b| b + 1.0).collect()));
+            tensors.push((format!("{stem}.bn.running_mean"), vec![out], vec![0.5; out]));
+            tensors.push((format!("{stem}.bn.running_var"), vec![out], vec![1.0 - 1e-3; out]));
+        } else if !name.ends_with(".conv.bias") && name.starts_with("model.") {
+            tensors.push((name.clone(), t.dims.clone(), t.data.clone()));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("yolov8n.safetensors");
+    write_safetensors(&path, &tensors);
+    let device = Device::flex();
+    let from_onnx = YoloV8::from_weights(&onnx, &device).unwrap();
+    let from_state_dict = YoloV8::from_weights(&Weights::load(&path).unwrap(), &device).unwrap();
+    let (h, w) = (64, 64);
+    let run = |model: &YoloV8| -> Vec<f32> {
+        model.forward(Tensor::<4>::from_data(TensorData::new(input(1, h, w), [1, 3, h, w]), &device)).into_data().try_into_vec::<f32>().unwrap()
+    };
+    let (a, b) = (run(&from_onnx), run(&from_state_dict));
+    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs() / y.abs().max(1.0)).fold(0f32, f32::max);
+    assert!(worst < 1e-4, "state dict and ONNX models differ by {worst:e}");
+
+    std::fs::write(&path, &std::fs::read(&path).unwrap()[..1000]).unwrap();
+    let err = Weights::load(&path).unwrap_err().to_string();
+    assert!(err.contains("truncated"), "{err}");
+}

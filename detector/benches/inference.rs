@@ -1,0 +1,86 @@
+//! Inference benchmark (`scripts/bench-detector.sh`): YOLOv8n at 640×640, batch 1 and batch 8, two
+//! threads, this crate's Flex backend against ONNX Runtime on the same ONNX file in the same run.
+//!
+//! Each side runs in its own process (so its peak memory is its own) on the same inputs: one warm-up
+//! pass, then passes until `CLOUDBENCH_BENCH_SECONDS` (default 20) have gone by. Prints images per
+//! second, the ratio to ONNX Runtime, and peak resident memory.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use detector::{Device, Tensor, TensorData, Weights, YoloV8};
+use serde_json::{Value, json};
+
+const SIZE: usize = 640;
+const THREADS: usize = 2;
+
+fn weights() -> PathBuf {
+    std::env::var_os("CLOUDBENCH_WEIGHTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/yolov8n-random.onnx"))
+}
+
+fn budget() -> Duration {
+    Duration::from_secs_f64(std::env::var("CLOUDBENCH_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20.0))
+}
+
+fn main() {
+    if let Ok(batch) = std::env::var("CLOUDBENCH_DETECTOR_CHILD") {
+        child(batch.parse().unwrap());
+        return;
+    }
+    let python = std::env::var("CLOUDBENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let peer = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/ort_bench.py");
+    println!("YOLOv8n {SIZE}×{SIZE}, {THREADS} threads, weights {}\n", weights().display());
+    println!("| batch | engine | images/s | ratio to ONNX Runtime | peak RSS MiB |");
+    println!("|---:|---|---:|---:|---:|");
+    for batch in [1usize, 8] {
+        let ours = run(Command::new(std::env::current_exe().unwrap()).env("CLOUDBENCH_DETECTOR_CHILD", batch.to_string()));
+        let theirs = run(Command::new(&python).arg(&peer).arg(weights()).args([batch.to_string(), THREADS.to_string(), budget().as_secs_f64().to_string()]));
+        let (a, b) = (ours["images_per_s"].as_f64().unwrap(), theirs["images_per_s"].as_f64().unwrap());
+        println!("| {batch} | {} | {a:.2} | {:.2} | {:.0} |", ours["engine"].as_str().unwrap(), a / b, ours["peak_rss_mib"].as_f64().unwrap());
+        println!("| {batch} | {} | {b:.2} | 1.00 | {:.0} |", theirs["engine"].as_str().unwrap(), theirs["peak_rss_mib"].as_f64().unwrap());
+    }
+}
+
+fn run(cmd: &mut Command) -> Value {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{cmd:?} printed {:?}: {e}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0.0);
+    kib / 1024.0
+}
+
+fn child(batch: usize) {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(THREADS).build().unwrap();
+    let device = Device::flex();
+    let model = YoloV8::from_weights(&Weights::load(&weights()).unwrap(), &device).unwrap();
+    let n = batch * 3 * SIZE * SIZE;
+    let input: Vec<f32> = (0..n as u64).map(|i| ((i * 7919) % 10007) as f32 / 10007.0).collect();
+    let pass = || {
+        let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [batch, 3, SIZE, SIZE]), &device);
+        let out: Vec<f32> = model.forward(x).into_data().try_into_vec::<f32>().unwrap();
+        std::hint::black_box(out);
+    };
+    let (passes, took) = pool.install(|| {
+        pass();
+        let started = Instant::now();
+        let mut passes = 0;
+        while passes == 0 || started.elapsed() < budget() {
+            pass();
+            passes += 1;
+        }
+        (passes, started.elapsed())
+    });
+    let result = json!({
+        "engine": "detector (Burn 0.22 Flex)",
+        "images_per_s": (passes * batch) as f64 / took.as_secs_f64(),
+        "peak_rss_mib": peak_rss_mib(),
+    });
+    println!("{result}");
+}

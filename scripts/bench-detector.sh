@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Detector benchmark: YOLOv8n 640×640, batch 1 and 8, 2 threads, Burn Flex against ONNX Runtime on
+# the same ONNX file (the committed random-weight fixture unless CLOUDBENCH_WEIGHTS names another).
+#   CLOUDBENCH_BENCH_SECONDS=20   timed seconds per point
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install --quiet --disable-pip-version-check onnxruntime==1.32.0 numpy
+exec cargo bench --locked -p detector --bench inference
