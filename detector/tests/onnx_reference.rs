@@ -97,7 +97,7 @@ fn write_safetensors(path: &std::path::Path, tensors: &[(String, Vec<usize>, Vec
     }
     header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
     let mut text = serde_json::to_vec(&header).unwrap();
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(b' ');
     }
     let mut file = (text.len() as u64).to_le_bytes().to_vec();
