@@ -26,13 +26,19 @@ struct Conv {
     stride: usize,
     padding: usize,
     act: bool,
+    /// SiLU on the host in one vectorised pass (the CPU backend), rather than as two tensor ops.
+    host_silu: bool,
 }
 
 impl Conv {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
         let y = conv2d(x, self.weight.clone(), Some(self.bias.clone()), options);
-        if self.act { silu(y) } else { y }
+        match (self.act, self.host_silu) {
+            (false, _) => y,
+            (true, false) => silu(y),
+            (true, true) => crate::fast::silu_in_place(y),
+        }
     }
 }
 
@@ -134,7 +140,14 @@ impl Builder<'_> {
         if b.dims != [w.dims[0]] {
             return Err(self.error(format!("{prefix}.bias has dims {:?} for {} output channels", b.dims, w.dims[0])));
         }
-        Ok(Conv { weight: self.tensor4(&w.dims, w.data.clone()), bias: self.tensor1(b.data.clone()), stride, padding: w.dims[2] / 2, act: false })
+        Ok(Conv {
+            weight: self.tensor4(&w.dims, w.data.clone()),
+            bias: self.tensor1(b.data.clone()),
+            stride,
+            padding: w.dims[2] / 2,
+            act: false,
+            host_silu: false,
+        })
     }
 
     /// A Conv block `{prefix}.conv` (+ `{prefix}.bn`, folded), with SiLU.
@@ -165,7 +178,14 @@ impl Builder<'_> {
         if bias.len() != out {
             return Err(self.error(format!("{prefix}.conv.bias does not match {out} output channels")));
         }
-        Ok(Conv { weight: self.tensor4(&w.dims, weight), bias: self.tensor1(bias), stride, padding: w.dims[2] / 2, act: true })
+        Ok(Conv {
+            weight: self.tensor4(&w.dims, weight),
+            bias: self.tensor1(bias),
+            stride,
+            padding: w.dims[2] / 2,
+            act: true,
+            host_silu: *self.device == Device::flex(),
+        })
     }
 
     fn c2f(&self, layer: usize, shortcut: bool) -> Result<C2f, WeightsError> {
