@@ -288,7 +288,7 @@ mod tests {
             "flaky".into()
         }
         async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
-            if self.puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 2 == 0 {
+            if self.puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst).is_multiple_of(2) {
                 return Err(StorageError::new(ErrorKind::Throttled, "SlowDown"));
             }
             self.inner.put(key, data).await
