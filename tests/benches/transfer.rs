@@ -10,21 +10,20 @@
 //! Prints per platform, direction and concurrency: wall seconds, CPU seconds per GiB, and the ratios
 //! (Python wall / ours: above 1 means we are faster; our CPU / Python's: below 1/3 is the goal).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use proto::v1::ObjectRef;
 use serde_json::{Value, json};
-use storage::{AzureAuth, AzureConfig, LocalDirStore, RetryPolicy, S3Config, Secret, StaticCredentials, StorageConfig};
+use common::{azure_test_config, env_or, s3_test_config};
+use storage::{LocalDirStore, RetryPolicy, StorageConfig};
 use worker::phases::Transfer;
 
 const IMAGES: u64 = 1024;
-const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
-}
 
 fn main() {
     match std::env::var("CLOUDBENCH_TRANSFER_CHILD") {
@@ -139,22 +138,8 @@ fn child(platform: &str) {
     let objects: Vec<ObjectRef> =
         manifest.objects.iter().map(|e| ObjectRef { key: e.key.clone(), size: e.size, sha256: e.sha256.clone() }).collect();
     let (config, client) = match platform {
-        "s3" => {
-            let mut c = S3Config::new(&bucket);
-            c.endpoint_url = Some(env_or("CLOUDBENCH_TEST_S3_ENDPOINT", "http://127.0.0.1:8014"));
-            c.region = Some("us-east-1".into());
-            c.path_style = true;
-            c.credentials = Some(StaticCredentials {
-                access_key_id: env_or("CLOUDBENCH_TEST_S3_ACCESS_KEY", "cloudbench-test"),
-                secret_access_key: Secret::new(env_or("CLOUDBENCH_TEST_S3_SECRET_KEY", "cloudbench-test-secret")),
-            });
-            (StorageConfig::S3(c), "cloudbench worker (aws-sdk-s3)")
-        }
-        _ => {
-            let endpoint = env_or("CLOUDBENCH_TEST_AZURE_ENDPOINT", "http://127.0.0.1:10000/devstoreaccount1");
-            let key = AzureAuth::Key(Secret::new(env_or("CLOUDBENCH_TEST_AZURE_KEY", AZURITE_KEY)));
-            (StorageConfig::Azure(AzureConfig::new(endpoint, &bucket, key)), "cloudbench worker (azure_storage_blob)")
-        }
+        "s3" => (StorageConfig::S3(s3_test_config(&bucket)), "cloudbench worker (aws-sdk-s3)"),
+        _ => (StorageConfig::Azure(azure_test_config(&bucket)), "cloudbench worker (azure_storage_blob)"),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let result = runtime.block_on(async {

@@ -8,19 +8,13 @@ use std::process::{Command, Stdio};
 use common::*;
 use control::Broker;
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.env("AMQP_URL", amqp_url()).env("REDIS_URL", redis_url()).output().unwrap();
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_run_works_end_to_end_with_the_binaries() {
     let dir = tempfile::tempdir().unwrap();
     let path = |p: &str| dir.path().join(p);
     let ns = namespace("cli");
     let run_id = unique("readme");
-    run(Command::new(bin("coordinator")).args(["dataset", "synth", "--count", "24", "--out"]).arg(path("data")));
+    run_ok(Command::new(bin("coordinator")).args(["dataset", "synth", "--count", "24", "--out"]).arg(path("data")));
     std::fs::write(path("run.toml"), format!("run_id = \"{run_id}\"\nmanifest = \"data/manifest.json\"\nbatch_size = 4\n[[platform]]\nname = \"fast\"\n[[platform]]\nname = \"durable\"\n")).unwrap();
     for bucket in ["bucket-fast", "bucket-durable"] {
         std::fs::create_dir(path(bucket)).unwrap();
@@ -38,19 +32,19 @@ async fn the_readme_run_works_end_to_end_with_the_binaries() {
         Child(cmd.spawn().unwrap())
     };
     let _workers = [worker("fast", &[]), worker("durable", &["--durable"])];
-    let started = run(Command::new(bin("coordinator")).args(["--namespace", ns.as_str(), "run"]).arg(path("run.toml")));
+    let started = run_ok(Command::new(bin("coordinator")).args(["--namespace", ns.as_str(), "run"]).arg(path("run.toml")));
     assert!(started.contains("created: 12 batches, published 12"), "{started}");
-    run(Command::new(bin("analyzer"))
+    run_ok(Command::new(bin("analyzer"))
         .args(["collect", "--namespace", ns.as_str(), "--until-complete", &run_id, "--store"])
         .arg(path("store"))
         .stderr(Stdio::null()));
-    let status = run(Command::new(bin("coordinator")).args(["--namespace", ns.as_str(), "status", &run_id, "--json"]));
+    let status = run_ok(Command::new(bin("coordinator")).args(["--namespace", ns.as_str(), "status", &run_id, "--json"]));
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!((status["complete"].as_bool(), status["platforms"]["fast"]["done"].as_u64()), (Some(true), Some(6)));
 
-    let csv = run(Command::new(bin("analyzer")).args(["export", "--run", &run_id, "--store"]).arg(path("store")));
+    let csv = run_ok(Command::new(bin("analyzer")).args(["export", "--run", &run_id, "--store"]).arg(path("store")));
     assert_eq!(csv.lines().count(), 13, "a header and one row per batch");
-    run(Command::new(bin("analyzer"))
+    run_ok(Command::new(bin("analyzer"))
         .args(["report", "--namespace", ns.as_str(), "--run", &run_id, "--store"])
         .arg(path("store"))
         .arg("--out")

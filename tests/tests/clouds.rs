@@ -11,21 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use control::Broker;
-use storage::{AzureAuth, AzureConfig, AzureStore, S3Config, S3Store, Secret, StaticCredentials, Storage};
-
-const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-fn s3_endpoint() -> String {
-    env_or("CLOUDBENCH_TEST_S3_ENDPOINT", "http://127.0.0.1:8014")
-}
-
-fn azure_endpoint() -> String {
-    env_or("CLOUDBENCH_TEST_AZURE_ENDPOINT", "http://127.0.0.1:10000/devstoreaccount1")
-}
+use storage::{AzureStore, S3Store, Storage};
 
 fn s3_url(bucket: &str, prefix: &str) -> String {
     format!("s3://{bucket}/{prefix}?endpoint={}&path_style=true&region=us-east-1", s3_endpoint())
@@ -37,34 +23,24 @@ fn azure_url(container: &str, prefix: &str) -> String {
 
 /// Credentials reach the binaries the way they reach them in a cloud: from the environment.
 fn with_cloud_env(cmd: &mut Command) -> &mut Command {
-    cmd.env("AWS_ACCESS_KEY_ID", env_or("CLOUDBENCH_TEST_S3_ACCESS_KEY", "cloudbench-test"))
-        .env("AWS_SECRET_ACCESS_KEY", env_or("CLOUDBENCH_TEST_S3_SECRET_KEY", "cloudbench-test-secret"))
+    cmd.env("AWS_ACCESS_KEY_ID", s3_access_key())
+        .env("AWS_SECRET_ACCESS_KEY", s3_secret_key())
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AZURE_STORAGE_KEY", env_or("CLOUDBENCH_TEST_AZURE_KEY", AZURITE_KEY))
+        .env("AZURE_STORAGE_KEY", azure_key())
         .env("AMQP_URL", amqp_url())
         .env("REDIS_URL", redis_url())
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = with_cloud_env(cmd).output().unwrap();
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    run_ok(with_cloud_env(cmd))
 }
 
 async fn s3_store(bucket: &str) -> S3Store {
-    let mut config = S3Config::new(bucket);
-    config.endpoint_url = Some(s3_endpoint());
-    config.region = Some("us-east-1".into());
-    config.path_style = true;
-    config.credentials = Some(StaticCredentials {
-        access_key_id: env_or("CLOUDBENCH_TEST_S3_ACCESS_KEY", "cloudbench-test"),
-        secret_access_key: Secret::new(env_or("CLOUDBENCH_TEST_S3_SECRET_KEY", "cloudbench-test-secret")),
-    });
-    S3Store::connect(config).await.unwrap()
+    S3Store::connect(s3_test_config(bucket)).await.unwrap()
 }
 
 fn azure_store(container: &str) -> AzureStore {
-    AzureStore::connect(AzureConfig::new(azure_endpoint(), container, AzureAuth::Key(Secret::new(env_or("CLOUDBENCH_TEST_AZURE_KEY", AZURITE_KEY))))).unwrap()
+    AzureStore::connect(azure_test_config(container)).unwrap()
 }
 
 /// A bucket or container name: lowercase letters, digits and dashes, at most 63 characters.

@@ -15,6 +15,60 @@ use control::{AmqpBroker, Broker, Namespace, RedisStore};
 use coordinator::manifest::{Entry, Manifest, sha256_hex};
 use rand::{Rng, SeedableRng};
 
+/// The variable `name`, or `default` when it is unset or empty.
+pub fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
+}
+
+/// Azurite's well-known development account key (public, from Microsoft's documentation).
+pub const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// The S3 server `scripts/services.sh` starts (s3s-fs).
+pub fn s3_endpoint() -> String {
+    env_or("CLOUDBENCH_TEST_S3_ENDPOINT", "http://127.0.0.1:8014")
+}
+
+/// The Azure Blob emulator `scripts/services.sh` starts (Azurite).
+pub fn azure_endpoint() -> String {
+    env_or("CLOUDBENCH_TEST_AZURE_ENDPOINT", "http://127.0.0.1:10000/devstoreaccount1")
+}
+
+pub fn s3_access_key() -> String {
+    env_or("CLOUDBENCH_TEST_S3_ACCESS_KEY", "cloudbench-test")
+}
+
+pub fn s3_secret_key() -> String {
+    env_or("CLOUDBENCH_TEST_S3_SECRET_KEY", "cloudbench-test-secret")
+}
+
+pub fn azure_key() -> String {
+    env_or("CLOUDBENCH_TEST_AZURE_KEY", AZURITE_KEY)
+}
+
+/// `bucket` on the local S3 server, with its test keys given in code.
+pub fn s3_test_config(bucket: &str) -> storage::S3Config {
+    let mut config = storage::S3Config::new(bucket);
+    config.endpoint_url = Some(s3_endpoint());
+    config.region = Some("us-east-1".into());
+    config.path_style = true;
+    config.credentials =
+        Some(storage::StaticCredentials { access_key_id: s3_access_key(), secret_access_key: storage::Secret::new(s3_secret_key()) });
+    config
+}
+
+/// `container` on Azurite, with the development account key given in code.
+pub fn azure_test_config(container: &str) -> storage::AzureConfig {
+    storage::AzureConfig::new(azure_endpoint(), container, storage::AzureAuth::Key(storage::Secret::new(azure_key())))
+}
+
+/// Runs a binary with the services' addresses set and returns its standard output; fails the test,
+/// with its standard error, when it exits unsuccessfully.
+pub fn run_ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd.env("AMQP_URL", amqp_url()).env("REDIS_URL", redis_url()).output().unwrap();
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 pub fn amqp_url() -> String {
     std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://127.0.0.1:5672/%2f".into())
 }
