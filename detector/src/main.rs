@@ -70,19 +70,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let mut failed = 0;
     for chunk in images.chunks(batch.max(1)) {
-        let mut decoded: Vec<(PathBuf, RgbImage)> = Vec::new();
+        let (mut paths, mut pixels): (Vec<&PathBuf>, Vec<RgbImage>) = (Vec::new(), Vec::new());
         for path in chunk {
             match std::fs::read(path).map_err(|e| e.to_string()).and_then(|b| detector::pre::decode(&b, MAX_PIXELS).map_err(|e| e.to_string())) {
-                Ok(image) => decoded.push((path.clone(), image)),
+                Ok(image) => {
+                    paths.push(path);
+                    pixels.push(image);
+                }
                 Err(e) => {
                     eprintln!("error: {}: {e}", path.display());
                     failed += 1;
                 }
             }
         }
-        let pixels: Vec<RgbImage> = decoded.iter().map(|(_, i)| i.clone()).collect();
         let (found, took) = model.detect(&pixels);
-        for ((path, image), result) in decoded.into_iter().zip(found) {
+        let per_image_ms = took.as_secs_f64() * 1000.0 / pixels.len().max(1) as f64;
+        for ((path, image), result) in paths.into_iter().zip(pixels).zip(found) {
             let detections: Vec<serde_json::Value> = result
                 .detections
                 .iter()
@@ -101,7 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "image": path.display().to_string(),
                     "width": result.width,
                     "height": result.height,
-                    "inference_ms": took.as_secs_f64() * 1000.0 / pixels.len() as f64,
+                    "inference_ms": per_image_ms,
                     "detections": detections,
                 })
             );
