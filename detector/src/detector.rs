@@ -89,6 +89,13 @@ impl Detector {
     /// Detects objects in `images`, all in one forward pass; returns them per image and the time spent
     /// in the network (preprocessing and decoding excluded).
     pub fn detect(&self, images: &[RgbImage]) -> (Vec<ImageDetections>, Duration) {
+        self.detect_with(images, &vec![self.options; images.len()])
+    }
+
+    /// As [`Detector::detect`], with thresholds per image (a server batches requests that asked for
+    /// different ones). `options` has one entry per image.
+    pub fn detect_with(&self, images: &[RgbImage], options: &[PostOptions]) -> (Vec<ImageDetections>, Duration) {
+        assert_eq!(images.len(), options.len(), "one set of options per image");
         if images.is_empty() {
             return (Vec::new(), Duration::ZERO);
         }
@@ -110,9 +117,10 @@ impl Detector {
         let per_image = rows * anchors;
         let found = boxes
             .iter()
+            .zip(options)
             .enumerate()
-            .map(|(i, letterbox)| ImageDetections {
-                detections: detections(&values[i * per_image..(i + 1) * per_image], self.model.classes(), anchors, letterbox, &self.options),
+            .map(|(i, (letterbox, options))| ImageDetections {
+                detections: detections(&values[i * per_image..(i + 1) * per_image], self.model.classes(), anchors, letterbox, options),
                 width: letterbox.width,
                 height: letterbox.height,
             })

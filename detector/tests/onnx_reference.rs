@@ -15,6 +15,13 @@ fn input(b: usize, h: usize, w: usize) -> Vec<f32> {
     (0..(b * 3 * h * w) as u64).map(|i| ((i * 7919) % 10007) as f32 / 10007.0).collect()
 }
 
+/// The device under test: `DETECTOR_DEVICE` (`flex` unless set; `lavapipe` or `wgpu` in a build with
+/// the `wgpu` feature), so the same reference checks run on every backend.
+fn device() -> Device {
+    let name = std::env::var("DETECTOR_DEVICE").unwrap_or_else(|_| "flex".into());
+    detector::device(&name).unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn read_f32(path: &std::path::Path) -> Vec<f32> {
     std::fs::read(path).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
@@ -23,7 +30,7 @@ fn read_f32(path: &std::path::Path) -> Vec<f32> {
 fn burn_matches_onnx_runtime_on_every_fixture_case() {
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(fixtures().join("fixture.json")).unwrap()).unwrap();
     let weights = Weights::load(&fixtures().join("yolov8n-random.onnx")).unwrap();
-    let device = Device::flex();
+    let device = device();
     let model = YoloV8::from_weights(&weights, &device).unwrap();
     assert_eq!((model.variant(), model.classes()), ('n', 80));
     assert_eq!(weights.class_names().unwrap().len(), 80);
@@ -71,7 +78,7 @@ fn a_model_without_a_detection_head_is_refused_by_name() {
 #[test]
 fn a_batch_gives_each_image_what_it_gets_alone() {
     let weights = Weights::load(&fixtures().join("yolov8n-random.onnx")).unwrap();
-    let device = Device::flex();
+    let device = device();
     let model = YoloV8::from_weights(&weights, &device).unwrap();
     let (h, w) = (64, 96);
     let pair = input(2, h, w);
@@ -128,7 +135,7 @@ fn a_safetensors_state_dict_with_batch_norm_gives_the_same_model() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("yolov8n.safetensors");
     write_safetensors(&path, &tensors);
-    let device = Device::flex();
+    let device = device();
     let from_onnx = YoloV8::from_weights(&onnx, &device).unwrap();
     let from_state_dict = YoloV8::from_weights(&Weights::load(&path).unwrap(), &device).unwrap();
     let (h, w) = (64, 64);

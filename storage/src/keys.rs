@@ -44,7 +44,7 @@ impl KeySpace {
 
 /// Replaces the value of every `sig=` query parameter in `text` with `***`: SAS signatures travel in
 /// URLs, and HTTP client errors quote URLs.
-pub(crate) fn scrub(text: &str) -> String {
+pub fn scrub(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("sig=") {

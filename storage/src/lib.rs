@@ -10,7 +10,7 @@
 mod azure;
 mod config;
 pub mod conformance;
-mod keys;
+pub mod keys;
 mod local;
 mod retry;
 mod s3;
@@ -28,7 +28,7 @@ pub use retry::{Attempted, RetryPolicy};
 pub use s3::{S3Config, S3Store, StaticCredentials};
 pub use secret::{Secret, secret_from};
 
-/// What went wrong with a storage request, in terms the caller can act on.
+/// What went wrong with a storage (or model endpoint) request, in terms the caller can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -46,6 +46,13 @@ pub enum ErrorKind {
     Timeout,
     /// The service could not be reached or answered with a server error: retried, then the job returned.
     Unavailable,
+    /// The model endpoint does not exist (HTTP 404, an unknown SageMaker endpoint): the platform is
+    /// misconfigured, the job is returned.
+    NoEndpoint,
+    /// The service refused this one request (a 4xx for its body): counted against the batch.
+    Rejected,
+    /// The service answered, but not with a valid answer: counted against the batch.
+    BadResponse,
     /// Anything else: counted against the batch.
     Other,
 }
@@ -61,6 +68,9 @@ impl ErrorKind {
             ErrorKind::Throttled => "throttled",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Unavailable => "unavailable",
+            ErrorKind::NoEndpoint => "no_endpoint",
+            ErrorKind::Rejected => "rejected",
+            ErrorKind::BadResponse => "bad_response",
             ErrorKind::Other => "other",
         }
     }
@@ -68,7 +78,7 @@ impl ErrorKind {
     /// True when the whole platform is unusable, so the job should go back to the queue rather than
     /// be recorded with per-object errors.
     pub fn is_platform_failure(self) -> bool {
-        matches!(self, ErrorKind::Unauthorized | ErrorKind::NoBucket | ErrorKind::Unavailable)
+        matches!(self, ErrorKind::Unauthorized | ErrorKind::NoBucket | ErrorKind::NoEndpoint | ErrorKind::Unavailable)
     }
 }
 

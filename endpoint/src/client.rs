@@ -1,0 +1,544 @@
+//! Clients of a model endpoint behind one trait: the SageMaker runtime API (SigV4, through the AWS
+//! SDK), plain HTTP for Azure App Service, Azure ML or any REST endpoint, and the in-process model.
+//!
+//! Failures are sorted into the kinds the worker counts and acts on (storage's [`ErrorKind`]):
+//! 429/503 are `throttled`, other 5xx and lost connections `unavailable` (retried, then the job is
+//! returned), 401/403 `unauthorized` and 404 `no_endpoint` (the platform is misconfigured), other
+//! 4xx `rejected` and an answer that is not JSON `bad_response` (counted against the batch). Retries
+//! are the caller's ([`storage::RetryPolicy`]), so each one is counted; the SDK's are off.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sagemakerruntime::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_sagemakerruntime::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use bytes::Bytes;
+use detector::PostOptions;
+use serde::Deserialize;
+use storage::{ErrorKind, Secret, StorageError};
+
+use crate::api;
+use crate::batcher::{BatchConfig, Batcher};
+use crate::metrics::Metrics;
+
+/// What one invocation returned.
+#[derive(Debug, Clone)]
+pub struct Invoked {
+    /// The answer's JSON, as sent.
+    pub body: Bytes,
+    /// Detections in the answer, when it follows this project's response format.
+    pub detections: Option<usize>,
+    /// The server's own inference time, when it reports one.
+    pub server_ms: Option<f64>,
+}
+
+impl Invoked {
+    /// Accepts any JSON answer; reads the counts when it is this project's format.
+    fn from_json(body: Bytes) -> Result<Self, StorageError> {
+        let value: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| StorageError::new(ErrorKind::BadResponse, format!("the answer is not JSON: {e}")))?;
+        let parsed: Option<api::Response> = serde_json::from_value(value).ok();
+        Ok(Self {
+            detections: parsed.as_ref().map(|r| r.predictions.iter().map(|p| p.detections.len()).sum()),
+            server_ms: parsed.map(|r| r.inference_ms),
+            body,
+        })
+    }
+}
+
+/// A model endpoint the worker can send images to.
+#[async_trait]
+pub trait Invoker: Send + Sync {
+    /// Where requests go, for logs (never a secret).
+    fn describe(&self) -> String;
+    /// "sagemaker", "http" or "local": recorded with the metrics.
+    fn kind(&self) -> &'static str;
+    /// Sends one body (an image, or this project's JSON) and returns the answer.
+    async fn invoke(&self, body: Bytes, content_type: &str) -> Result<Invoked, StorageError>;
+    /// SHA-256 of the model's weights, when this side knows it.
+    fn model_hash(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The kind of failure an HTTP status means, `None` for success.
+pub fn status_kind(status: u16) -> Option<ErrorKind> {
+    Some(match status {
+        200..=299 => return None,
+        401 | 403 => ErrorKind::Unauthorized,
+        404 => ErrorKind::NoEndpoint,
+        408 | 504 => ErrorKind::Timeout,
+        429 | 503 => ErrorKind::Throttled,
+        500..=599 => ErrorKind::Unavailable,
+        _ => ErrorKind::Rejected,
+    })
+}
+
+/// The first line of an error answer: this project's `{"error": ...}` or the start of the text.
+fn error_line(body: &[u8]) -> String {
+    if let Ok(e) = serde_json::from_slice::<api::ErrorBody>(body) {
+        return e.error;
+    }
+    let text = String::from_utf8_lossy(body);
+    text.lines().next().unwrap_or("").chars().take(200).collect()
+}
+
+/// Settings of the inference target of a platform.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum TargetConfig {
+    /// Any HTTP endpoint taking an image body: Azure App Service, Azure ML, this project's server.
+    Http(HttpConfig),
+    /// A SageMaker real-time endpoint, through the SageMaker runtime API.
+    Sagemaker(SageMakerConfig),
+    /// The model in the worker's own process.
+    Local(LocalConfig),
+}
+
+/// A token from the environment or a file; never written in a config file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAuth {
+    /// Header carrying the token: `Authorization` (sent as `Bearer TOKEN`) or a key header such as
+    /// `x-functions-key` or `Ocp-Apim-Subscription-Key` (sent as the token itself).
+    #[serde(default = "HttpAuth::default_header")]
+    pub header: String,
+    /// Environment variable holding the token.
+    pub env: Option<String>,
+    /// File holding the token (a mounted secret).
+    pub file: Option<PathBuf>,
+}
+
+impl HttpAuth {
+    fn default_header() -> String {
+        "Authorization".into()
+    }
+
+    /// Reads the token now; an empty or missing one is an error naming where it was looked for.
+    pub fn token(&self) -> Result<Secret, String> {
+        let value = match (&self.env, &self.file) {
+            (Some(var), _) => std::env::var(var).map_err(|_| format!("endpoint token: environment variable {var} is not set"))?,
+            (None, Some(path)) => {
+                std::fs::read_to_string(path).map_err(|e| format!("endpoint token file {}: {e}", path.display()))?.trim().to_owned()
+            }
+            (None, None) => return Err("endpoint auth needs env or file".into()),
+        };
+        if value.is_empty() {
+            return Err("endpoint token is empty".into());
+        }
+        Ok(Secret::new(value))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub url: String,
+    pub auth: Option<HttpAuth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SageMakerConfig {
+    pub endpoint_name: String,
+    /// Region; when absent, the standard chain's.
+    pub region: Option<String>,
+    /// Another runtime URL (a local server speaking the SageMaker API); also `AWS_ENDPOINT_URL`.
+    pub endpoint_url: Option<String>,
+    pub profile: Option<String>,
+    /// Static credentials given in code (tests); config files use the standard chain.
+    #[serde(skip)]
+    pub credentials: Option<(String, Secret)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    pub weights: PathBuf,
+    #[serde(default = "LocalConfig::default_device")]
+    pub device: String,
+    #[serde(default = "LocalConfig::default_imgsz")]
+    pub imgsz: u32,
+    #[serde(default = "LocalConfig::default_max_batch")]
+    pub max_batch: usize,
+    #[serde(default = "LocalConfig::default_max_wait_ms")]
+    pub max_wait_ms: u64,
+    #[serde(default = "LocalConfig::default_conf")]
+    pub conf: f32,
+}
+
+impl LocalConfig {
+    fn default_device() -> String {
+        "flex".into()
+    }
+    fn default_imgsz() -> u32 {
+        detector::INPUT_SIZE
+    }
+    fn default_max_batch() -> usize {
+        BatchConfig::default().max_batch
+    }
+    fn default_max_wait_ms() -> u64 {
+        BatchConfig::default().max_wait.as_millis() as u64
+    }
+    fn default_conf() -> f32 {
+        PostOptions::default().confidence
+    }
+
+    pub fn new(weights: impl Into<PathBuf>) -> Self {
+        Self {
+            weights: weights.into(),
+            device: Self::default_device(),
+            imgsz: Self::default_imgsz(),
+            max_batch: Self::default_max_batch(),
+            max_wait_ms: Self::default_max_wait_ms(),
+            conf: Self::default_conf(),
+        }
+    }
+}
+
+impl TargetConfig {
+    /// Parses a target URL: `http(s)://...` (token from `CLOUDBENCH_ENDPOINT_TOKEN` when set, as a
+    /// bearer token), `sagemaker://ENDPOINT?region=..&endpoint_url=..&profile=..`, or
+    /// `local:WEIGHTS?device=flex&imgsz=640&batch=8&wait_ms=5&conf=0.25`.
+    pub fn from_url(text: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("inference URL {text:?}: {why}");
+        let (scheme, rest) = text.split_once(':').ok_or_else(|| bad("give http(s)://, sagemaker:// or local:WEIGHTS"))?;
+        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+        let mut take = |name: &str| params.iter().position(|(k, _)| k == name).map(|i| params.remove(i).1);
+        let config = match scheme {
+            "http" | "https" => {
+                url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
+                let auth = std::env::var("CLOUDBENCH_ENDPOINT_TOKEN")
+                    .is_ok()
+                    .then(|| HttpAuth { header: HttpAuth::default_header(), env: Some("CLOUDBENCH_ENDPOINT_TOKEN".into()), file: None });
+                return Ok(TargetConfig::Http(HttpConfig { url: text.to_owned(), auth }));
+            }
+            "sagemaker" => {
+                let name = location.trim_start_matches("//").trim_end_matches('/');
+                if name.is_empty() {
+                    return Err(bad("no endpoint name"));
+                }
+                TargetConfig::Sagemaker(SageMakerConfig {
+                    endpoint_name: name.to_owned(),
+                    region: take("region"),
+                    endpoint_url: take("endpoint_url"),
+                    profile: take("profile"),
+                    credentials: None,
+                })
+            }
+            "local" => {
+                let path = location.strip_prefix("//").unwrap_or(location);
+                if path.is_empty() {
+                    return Err(bad("no weights file"));
+                }
+                let mut local = LocalConfig::new(path);
+                let number = |v: Option<String>, what: &str| -> Result<Option<u64>, String> {
+                    v.map(|v| v.parse::<u64>().map_err(|_| bad(&format!("{what} must be a whole number")))).transpose()
+                };
+                if let Some(device) = take("device") {
+                    local.device = device;
+                }
+                if let Some(n) = number(take("imgsz"), "imgsz")? {
+                    local.imgsz = n as u32;
+                }
+                if let Some(n) = number(take("batch"), "batch")? {
+                    local.max_batch = n as usize;
+                }
+                if let Some(n) = number(take("wait_ms"), "wait_ms")? {
+                    local.max_wait_ms = n;
+                }
+                if let Some(conf) = take("conf") {
+                    local.conf = conf.parse().map_err(|_| bad("conf must be a number"))?;
+                }
+                TargetConfig::Local(local)
+            }
+            other => return Err(bad(&format!("unknown scheme {other:?} (http, https, sagemaker or local)"))),
+        };
+        match params.first() {
+            Some((name, _)) => Err(bad(&format!("unknown parameter {name:?}"))),
+            None => Ok(config),
+        }
+    }
+
+    /// Builds the client (and, for `local`, loads the model).
+    pub async fn open(&self) -> anyhow::Result<Arc<dyn Invoker>> {
+        Ok(match self {
+            TargetConfig::Http(c) => Arc::new(HttpInvoker::new(c).map_err(anyhow::Error::msg)?),
+            TargetConfig::Sagemaker(c) => Arc::new(SageMakerInvoker::connect(c).await.map_err(anyhow::Error::msg)?),
+            TargetConfig::Local(c) => {
+                let c = c.clone();
+                Arc::new(tokio::task::spawn_blocking(move || LocalInvoker::load(&c)).await??)
+            }
+        })
+    }
+}
+
+/// An HTTP endpoint that takes an image body and answers JSON.
+pub struct HttpInvoker {
+    client: reqwest::Client,
+    url: String,
+    auth: Option<(String, Secret)>,
+}
+
+impl HttpInvoker {
+    pub fn new(config: &HttpConfig) -> Result<Self, String> {
+        storage::tls::install_ring();
+        let auth = match &config.auth {
+            Some(a) => Some((a.header.clone(), a.token()?)),
+            None => None,
+        };
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(1024)
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(Self { client, url: config.url.clone(), auth })
+    }
+}
+
+#[async_trait]
+impl Invoker for HttpInvoker {
+    fn describe(&self) -> String {
+        // The URL of an App Service or Function may carry a `code=` key: print it without its query.
+        let shown = self.url.split('?').next().unwrap_or("");
+        format!("http {shown}")
+    }
+
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
+    async fn invoke(&self, body: Bytes, content_type: &str) -> Result<Invoked, StorageError> {
+        let mut request = self.client.post(&self.url).header("content-type", content_type).header("accept", "application/json").body(body);
+        if let Some((header, token)) = &self.auth {
+            let value = if header.eq_ignore_ascii_case("authorization") { format!("Bearer {}", token.expose()) } else { token.expose().to_owned() };
+            request = request.header(header.as_str(), value);
+        }
+        let response = request.send().await.map_err(|e| {
+            let kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Unavailable };
+            StorageError::new(kind, format!("{}: {}", self.describe(), storage::keys::scrub(&without_url(e))))
+        })?;
+        let status = response.status().as_u16();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| StorageError::new(ErrorKind::Unavailable, format!("{}: answer cut short: {}", self.describe(), without_url(e))))?;
+        match status_kind(status) {
+            None => Invoked::from_json(body),
+            Some(kind) => Err(StorageError::new(kind, format!("{}: HTTP {status}: {}", self.describe(), error_line(&body)))),
+        }
+    }
+}
+
+/// A reqwest error's text without the URL (which may carry a key in its query).
+fn without_url(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// A SageMaker real-time endpoint, called with `InvokeEndpoint`.
+pub struct SageMakerInvoker {
+    client: aws_sdk_sagemakerruntime::Client,
+    endpoint_name: String,
+}
+
+impl SageMakerInvoker {
+    pub async fn connect(config: &SageMakerConfig) -> Result<Self, String> {
+        if config.endpoint_name.is_empty() {
+            return Err("sagemaker: no endpoint name".into());
+        }
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring))
+            .build_https();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http)
+            .retry_config(aws_sdk_sagemakerruntime::config::retry::RetryConfig::disabled())
+            .timeout_config(aws_sdk_sagemakerruntime::config::timeout::TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).build());
+        if let Some(region) = &config.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(profile) = &config.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(url) = &config.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if let Some((id, secret)) = &config.credentials {
+            loader = loader.credentials_provider(Credentials::new(id, secret.expose(), None, None, "cloudbench"));
+        }
+        let shared = loader.load().await;
+        let mut builder = aws_sdk_sagemakerruntime::config::Builder::from(&shared);
+        if shared.region().is_none() {
+            if shared.endpoint_url().is_none() {
+                return Err(format!("sagemaker endpoint {}: no region: set region or AWS_REGION", config.endpoint_name));
+            }
+            builder = builder.region(Region::new("us-east-1"));
+        }
+        Ok(Self { client: aws_sdk_sagemakerruntime::Client::from_conf(builder.build()), endpoint_name: config.endpoint_name.clone() })
+    }
+}
+
+#[async_trait]
+impl Invoker for SageMakerInvoker {
+    fn describe(&self) -> String {
+        format!("sagemaker endpoint {}", self.endpoint_name)
+    }
+
+    fn kind(&self) -> &'static str {
+        "sagemaker"
+    }
+
+    async fn invoke(&self, body: Bytes, content_type: &str) -> Result<Invoked, StorageError> {
+        let answer = self
+            .client
+            .invoke_endpoint()
+            .endpoint_name(&self.endpoint_name)
+            .content_type(content_type)
+            .accept("application/json")
+            .body(aws_sdk_sagemakerruntime::primitives::Blob::new(body.to_vec()))
+            .send()
+            .await
+            .map_err(|e| self.error(e))?;
+        let body = answer.body.map(|b| Bytes::from(b.into_inner())).unwrap_or_default();
+        Invoked::from_json(body)
+    }
+}
+
+impl SageMakerInvoker {
+    fn error<E>(&self, err: SdkError<E, aws_smithy_runtime_api::http::Response>) -> StorageError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        let code = err.code().map(str::to_owned);
+        let message = err.message().map(str::to_owned).unwrap_or_default();
+        let kind = match (&err, code.as_deref(), status) {
+            (SdkError::TimeoutError(_), ..) => ErrorKind::Timeout,
+            (SdkError::DispatchFailure(f), ..) if f.is_timeout() => ErrorKind::Timeout,
+            (SdkError::DispatchFailure(_), ..) => ErrorKind::Unavailable,
+            (SdkError::ConstructionFailure(_), ..) => ErrorKind::Unauthorized,
+            (_, Some("ValidationError"), _) if message.contains("not found") => ErrorKind::NoEndpoint,
+            (_, Some("ThrottlingException" | "ServiceUnavailable" | "ModelNotReadyException"), _) => ErrorKind::Throttled,
+            (_, Some("InternalFailure" | "InternalDependencyException"), _) => ErrorKind::Unavailable,
+            (_, Some("AccessDeniedException" | "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException"), _) => {
+                ErrorKind::Unauthorized
+            }
+            // The container's own status (ModelError carries it as OriginalStatusCode; a server
+            // reached directly answers with it).
+            (_, _, Some(s)) => status_kind(s).unwrap_or(ErrorKind::BadResponse),
+            _ => ErrorKind::Other,
+        };
+        let detail = match (code, status) {
+            (Some(code), _) => format!("{code}: {message}"),
+            (None, Some(s)) => format!("HTTP {s}: {}", err.raw_response().and_then(|r| r.body().bytes()).map(error_line).unwrap_or_default()),
+            (None, None) => DisplayErrorContext(&err).to_string(),
+        };
+        StorageError::new(kind, format!("{}: {}", self.describe(), storage::keys::scrub(&detail)))
+    }
+}
+
+/// The model in this process, behind the same batching queue the server uses.
+pub struct LocalInvoker {
+    batcher: Batcher,
+    options: PostOptions,
+    max_pixels: u64,
+    info: api::ModelInfo,
+    names: Arc<Vec<String>>,
+}
+
+impl LocalInvoker {
+    pub fn load(config: &LocalConfig) -> anyhow::Result<Self> {
+        let device = detector::device(&config.device).map_err(anyhow::Error::msg)?;
+        let mut detector = detector::Detector::load(&config.weights, &device)
+            .map_err(|e| anyhow::anyhow!("weights {}: {e}", config.weights.display()))?;
+        detector.input_size = config.imgsz;
+        let info = crate::server::model_info(&detector, &config.device);
+        let names = Arc::new((0..detector.model().classes()).map(|i| detector.class_name(i).to_owned()).collect());
+        let batch = BatchConfig { max_batch: config.max_batch, max_wait: Duration::from_millis(config.max_wait_ms), queue: 1024 };
+        let options = PostOptions { confidence: config.conf, ..PostOptions::default() };
+        Ok(Self { batcher: Batcher::start(detector, batch, Arc::new(Metrics::default())), options, max_pixels: crate::server::DEFAULT_MAX_PIXELS, info, names })
+    }
+}
+
+#[async_trait]
+impl Invoker for LocalInvoker {
+    fn describe(&self) -> String {
+        format!("in-process YOLOv8{} on {}", self.info.variant, self.info.device)
+    }
+
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    fn model_hash(&self) -> Option<String> {
+        Some(self.info.sha256.clone())
+    }
+
+    async fn invoke(&self, body: Bytes, content_type: &str) -> Result<Invoked, StorageError> {
+        let parsed = api::parse_body(Some(content_type), &body, 1).map_err(|e| StorageError::new(ErrorKind::Rejected, e.to_string()))?;
+        let bytes = parsed.images.into_iter().next().unwrap_or_default();
+        let max_pixels = self.max_pixels;
+        let image = tokio::task::spawn_blocking(move || detector::pre::decode(&bytes, max_pixels))
+            .await
+            .map_err(|e| StorageError::new(ErrorKind::Other, e.to_string()))?
+            .map_err(|e| StorageError::new(ErrorKind::Rejected, e.to_string()))?;
+        let options = PostOptions { confidence: parsed.conf.unwrap_or(self.options.confidence), ..self.options };
+        let answer = self
+            .batcher
+            .submit(image, options)
+            .map_err(|e| StorageError::new(ErrorKind::Throttled, e.to_string()))?
+            .await
+            .map_err(|_| StorageError::new(ErrorKind::Unavailable, "the model thread stopped"))?;
+        let response = crate::server::response(vec![answer], &self.info, &self.names);
+        let detections = response.predictions.iter().map(|p| p.detections.len()).sum();
+        let server_ms = response.inference_ms;
+        let body = Bytes::from(serde_json::to_vec(&response).map_err(|e| StorageError::new(ErrorKind::Other, e.to_string()))?);
+        Ok(Invoked { body, detections: Some(detections), server_ms: Some(server_ms) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_kinds() {
+        assert_eq!(status_kind(200), None);
+        assert_eq!(status_kind(503), Some(ErrorKind::Throttled));
+        assert_eq!(status_kind(429), Some(ErrorKind::Throttled));
+        assert_eq!(status_kind(502), Some(ErrorKind::Unavailable));
+        assert_eq!(status_kind(504), Some(ErrorKind::Timeout));
+        assert_eq!(status_kind(404), Some(ErrorKind::NoEndpoint));
+        assert_eq!(status_kind(401), Some(ErrorKind::Unauthorized));
+        assert_eq!(status_kind(413), Some(ErrorKind::Rejected));
+    }
+
+    #[test]
+    fn target_urls_parse() {
+        let sm = TargetConfig::from_url("sagemaker://yolo-prod?region=eu-west-1&endpoint_url=http://127.0.0.1:8080").unwrap();
+        assert!(matches!(sm, TargetConfig::Sagemaker(ref c) if c.endpoint_name == "yolo-prod" && c.region.as_deref() == Some("eu-west-1")));
+        let local = TargetConfig::from_url("local:/models/yolov8n.onnx?batch=4&imgsz=320").unwrap();
+        assert!(matches!(local, TargetConfig::Local(ref c) if c.weights == PathBuf::from("/models/yolov8n.onnx") && c.max_batch == 4 && c.imgsz == 320));
+        assert!(matches!(TargetConfig::from_url("https://app.azurewebsites.net/score").unwrap(), TargetConfig::Http(_)));
+        assert!(TargetConfig::from_url("local:w.onnx?bacth=4").unwrap_err().contains("unknown parameter"));
+        assert!(TargetConfig::from_url("ftp://x").unwrap_err().contains("unknown scheme"));
+        assert!(TargetConfig::from_url("sagemaker://").unwrap_err().contains("no endpoint name"));
+    }
+
+    #[test]
+    fn answers_must_be_json() {
+        assert_eq!(Invoked::from_json(Bytes::from_static(b"<html>")).unwrap_err().kind, ErrorKind::BadResponse);
+        let any = Invoked::from_json(Bytes::from_static(b"{\"result\": []}")).unwrap();
+        assert_eq!((any.detections, any.server_ms), (None, None));
+    }
+}

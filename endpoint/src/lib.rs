@@ -1,0 +1,12 @@
+//! The model endpoint: an HTTP server hosting the detector under the SageMaker and Azure App Service
+//! contracts, and the clients (SageMaker runtime, HTTP, in-process) the worker's inference phase uses.
+
+pub mod api;
+pub mod batcher;
+pub mod client;
+pub mod metrics;
+pub mod server;
+
+pub use batcher::{BatchConfig, Batcher};
+pub use client::{Invoked, Invoker, TargetConfig};
+pub use server::{ServerConfig, app};

@@ -1,0 +1,124 @@
+//! `endpoint [serve]`: the model server. `serve` is what SageMaker passes to a bring-your-own
+//! container; it is accepted and changes nothing.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use detector::{Detector, PostOptions};
+use endpoint::{BatchConfig, ServerConfig, TargetConfig};
+use storage::Secret;
+
+/// Serves YOLOv8 over HTTP: SageMaker's /ping and /invocations, App Service's /score, a web page at /.
+#[derive(Debug, Parser)]
+#[command(name = "endpoint", version, about)]
+struct Args {
+    /// `serve` (SageMaker starts containers with it); optional.
+    #[arg(hide = true, value_parser = ["serve"])]
+    mode: Option<String>,
+    /// Weights (ONNX or safetensors); SageMaker unpacks its model artifact into /opt/ml/model.
+    #[arg(long, env = "CLOUDBENCH_WEIGHTS", default_value = "/opt/ml/model/model.onnx")]
+    weights: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "CLOUDBENCH_ENDPOINT_HOST", default_value = "0.0.0.0")]
+    host: String,
+    /// Port (SageMaker requires 8080; App Service passes WEBSITES_PORT to the container as PORT).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    port: u16,
+    /// Device: flex (CPU), or wgpu / lavapipe / cuda in builds with those features.
+    #[arg(long, env = "CLOUDBENCH_DEVICE", default_value = "flex")]
+    device: String,
+    /// Side of the square network input.
+    #[arg(long, default_value_t = detector::INPUT_SIZE)]
+    imgsz: u32,
+    /// Default minimum class score (a request can ask for another with ?conf=).
+    #[arg(long, default_value_t = 0.25)]
+    conf: f32,
+    /// Most images per forward pass (concurrent requests are batched together).
+    #[arg(long, env = "CLOUDBENCH_MAX_BATCH", default_value_t = 8)]
+    max_batch: usize,
+    /// Longest an image waits for others to share its forward pass, milliseconds.
+    #[arg(long, env = "CLOUDBENCH_MAX_WAIT_MS", default_value_t = 5)]
+    max_wait_ms: u64,
+    /// Images waiting for the model beyond which requests get 503 with Retry-After.
+    #[arg(long, env = "CLOUDBENCH_QUEUE", default_value_t = 64)]
+    queue: usize,
+    /// Largest request body, MiB.
+    #[arg(long, default_value_t = 20)]
+    max_body_mib: usize,
+    /// Most images per request.
+    #[arg(long, default_value_t = 32)]
+    max_images: usize,
+    /// Largest image in pixels, checked from its header before decoding.
+    #[arg(long, default_value_t = endpoint::server::DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
+    /// Seconds a request may wait for the model before 504.
+    #[arg(long, default_value_t = 60)]
+    timeout_secs: u64,
+    /// File holding a bearer token required on /invocations, /score, /relay and /metrics
+    /// (or CLOUDBENCH_ENDPOINT_TOKEN). Leave unset behind SageMaker, which authenticates callers itself.
+    #[arg(long, env = "CLOUDBENCH_ENDPOINT_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Another endpoint the web page can send images to: NAME=URL (http(s)://..., sagemaker://...).
+    #[arg(long = "target", value_name = "NAME=URL")]
+    targets: Vec<String>,
+}
+
+fn main() {
+    let args = Args::parse();
+    control::process::run_main("info", run(args));
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let device = detector::device(&args.device).map_err(anyhow::Error::msg)?;
+    let weights = args.weights.clone();
+    let mut model = tokio::task::spawn_blocking(move || Detector::load(&weights, &device))
+        .await?
+        .with_context(|| format!("weights {}", args.weights.display()))?;
+    if args.imgsz == 0 || args.imgsz % 32 != 0 {
+        anyhow::bail!("--imgsz must be a positive multiple of 32");
+    }
+    model.input_size = args.imgsz;
+    let token = match (&args.token_file, std::env::var("CLOUDBENCH_ENDPOINT_TOKEN").ok()) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("token file {}", path.display()))?;
+            Some(Secret::new(text.trim()))
+        }
+        (None, Some(value)) if !value.is_empty() => Some(Secret::new(value)),
+        _ => None,
+    };
+    let mut targets = Vec::new();
+    for spec in &args.targets {
+        let (name, url) = spec.split_once('=').with_context(|| format!("--target {spec:?}: give NAME=URL"))?;
+        let invoker = TargetConfig::from_url(url).map_err(anyhow::Error::msg)?.open().await.with_context(|| format!("target {name}"))?;
+        targets.push((name.to_owned(), invoker));
+    }
+    let config = ServerConfig {
+        max_body: args.max_body_mib << 20,
+        max_images: args.max_images.max(1),
+        max_pixels: args.max_pixels,
+        timeout: Duration::from_secs(args.timeout_secs.max(1)),
+        token,
+        options: PostOptions { confidence: args.conf, ..PostOptions::default() },
+        targets,
+        device: args.device.clone(),
+    };
+    let batch = BatchConfig { max_batch: args.max_batch.max(1), max_wait: Duration::from_millis(args.max_wait_ms), queue: args.queue.max(1) };
+    tracing::info!(
+        variant = %model.model().variant(),
+        classes = model.model().classes(),
+        sha256 = %model.weights_sha256,
+        device = args.device,
+        auth = config.token.is_some(),
+        "model loaded"
+    );
+    let app = endpoint::app(model, batch, config);
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse().context("listen address")?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+    // Tests and scripts start the server on port 0 and read the port from this line.
+    eprintln!("endpoint listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app).with_graceful_shutdown(control::process::shutdown_signal()).await?;
+    Ok(())
+}
