@@ -32,6 +32,15 @@ pub struct BatchRow {
     pub upload_p99_ms: f64,
     pub download_p50_ms: f64,
     pub download_p99_ms: f64,
+    /// Per-request inference latency; for an open-loop run, from each request's intended start.
+    pub inference_p50_ms: Option<f64>,
+    pub inference_p99_ms: Option<f64>,
+    /// How the inference load was offered: "closed" (N in flight), "open" (fixed rate), or empty.
+    pub inference_mode: String,
+    /// Requests in flight (closed) or started per second (open).
+    pub inference_load: Option<f64>,
+    /// The endpoint, as the worker described it ("sagemaker endpoint NAME", "http URL", ...).
+    pub inference_target: String,
     pub errors: u64,
     /// Requests retried after throttling, timeouts or server errors (they succeeded or are in errors).
     pub retries: u64,
@@ -74,6 +83,13 @@ impl BatchRow {
         let (upload_p50_ms, upload_p99_ms) = p50_p99_ms(&m.upload);
         let (download_p50_ms, download_p99_ms) = p50_p99_ms(&m.download);
         let versions = m.versions.clone().unwrap_or_default();
+        let inference_p = m.inference.as_ref().map(|_| p50_p99_ms(&m.inference));
+        let setup = m.inference_setup.clone().unwrap_or_default();
+        let (inference_mode, inference_load) = match proto::v1::LoadMode::try_from(setup.mode) {
+            Ok(proto::v1::LoadMode::ClosedLoop) => ("closed", Some(f64::from(setup.concurrency))),
+            Ok(proto::v1::LoadMode::OpenLoop) => ("open", Some(setup.rate_per_second)),
+            _ => ("", None),
+        };
         Self {
             job_key: m.job_key.clone(),
             run_id: m.run_id.clone(),
@@ -94,6 +110,11 @@ impl BatchRow {
             upload_p99_ms,
             download_p50_ms,
             download_p99_ms,
+            inference_p50_ms: inference_p.map(|p| p.0),
+            inference_p99_ms: inference_p.map(|p| p.1),
+            inference_mode: inference_mode.to_owned(),
+            inference_load,
+            inference_target: setup.target,
             errors: m.errors.iter().map(|c| c.count).sum(),
             retries: m.retries.iter().map(|c| c.count).sum(),
             worker_id: worker.worker_id,

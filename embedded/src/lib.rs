@@ -129,6 +129,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Outcome> {
                 versions: Versions { git_commit: worker::GIT_COMMIT.into(), model_hash: String::new(), worker_version: worker::VERSION.into() },
                 source: source.clone(),
                 target: target.clone(),
+                inference: None,
                 store: state.clone(),
                 connector: connector.clone(),
             });

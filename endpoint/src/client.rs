@@ -32,6 +32,8 @@ pub struct Invoked {
     pub detections: Option<usize>,
     /// The server's own inference time, when it reports one.
     pub server_ms: Option<f64>,
+    /// SHA-256 of the model's weights, when the answer says.
+    pub model_sha256: Option<String>,
 }
 
 impl Invoked {
@@ -42,7 +44,8 @@ impl Invoked {
         let parsed: Option<api::Response> = serde_json::from_value(value).ok();
         Ok(Self {
             detections: parsed.as_ref().map(|r| r.predictions.iter().map(|p| p.detections.len()).sum()),
-            server_ms: parsed.map(|r| r.inference_ms),
+            server_ms: parsed.as_ref().map(|r| r.inference_ms),
+            model_sha256: parsed.map(|r| r.model.sha256),
             body,
         })
     }
@@ -503,7 +506,7 @@ impl Invoker for LocalInvoker {
         let detections = response.predictions.iter().map(|p| p.detections.len()).sum();
         let server_ms = response.inference_ms;
         let body = Bytes::from(serde_json::to_vec(&response).map_err(|e| StorageError::new(ErrorKind::Other, e.to_string()))?);
-        Ok(Invoked { body, detections: Some(detections), server_ms: Some(server_ms) })
+        Ok(Invoked { body, detections: Some(detections), server_ms: Some(server_ms), model_sha256: Some(self.info.sha256.clone()) })
     }
 }
 

@@ -9,6 +9,9 @@ use control::{Namespace, SecretUrl};
 use serde::Deserialize;
 pub use storage::StorageConfig;
 use storage::RetryPolicy;
+pub use endpoint::TargetConfig;
+
+use crate::inference::Load;
 
 /// Takes batch jobs from one platform's queue and measures them.
 #[derive(Debug, Parser, Default)]
@@ -71,6 +74,17 @@ pub struct Args {
     /// Instance type recorded with every metric.
     #[arg(long, env = "CLOUDBENCH_INSTANCE_TYPE")]
     pub instance_type: Option<String>,
+    /// The platform's model endpoint: sagemaker://ENDPOINT?region=.., https://APP/score (token from
+    /// CLOUDBENCH_ENDPOINT_TOKEN), or local:WEIGHTS?device=flex for the in-process model. Without
+    /// one the platform is a storage-only benchmark.
+    #[arg(long, env = "CLOUDBENCH_INFERENCE")]
+    pub inference: Option<String>,
+    /// Inference requests in flight (closed loop, the paper's client).
+    #[arg(long, env = "CLOUDBENCH_INFERENCE_CONCURRENCY", conflicts_with = "open_loop_rate")]
+    pub inference_concurrency: Option<usize>,
+    /// Sends inference requests at this fixed rate per second instead (open loop).
+    #[arg(long, env = "CLOUDBENCH_OPEN_LOOP_RATE")]
+    pub open_loop_rate: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,6 +106,8 @@ struct FileConfig {
     dataset: Option<StorageConfig>,
     storage: Option<StorageConfig>,
     retry: Option<RetryPolicy>,
+    inference: Option<TargetConfig>,
+    load: Option<Load>,
 }
 
 /// A validated worker configuration.
@@ -113,6 +129,8 @@ pub struct WorkerConfig {
     pub dataset: StorageConfig,
     pub storage: StorageConfig,
     pub retry: RetryPolicy,
+    /// The model endpoint and how to load it; `None` for a storage-only platform.
+    pub inference: Option<(TargetConfig, Load)>,
 }
 
 /// Default storage requests in flight per phase: the best of 4, 8, 16, 32 and 64 in the transfer
@@ -146,6 +164,17 @@ impl WorkerConfig {
             return Err("prefetch must be at least 1 and concurrency between 1 and 1024".into());
         }
         let heartbeat = Duration::from_secs(args.heartbeat_secs.or(file.heartbeat_secs).unwrap_or(5).max(1));
+        let target = match args.inference {
+            Some(url) => Some(TargetConfig::from_url(&url)?),
+            None => file.inference,
+        };
+        let load = match (args.open_loop_rate, args.inference_concurrency) {
+            (Some(rate), _) => Load::Open { rate },
+            (None, Some(concurrency)) => Load::Closed { concurrency },
+            (None, None) => file.load.unwrap_or_default(),
+        };
+        load.validate()?;
+        let inference = target.map(|t| (t, load));
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         let worker_id = args
             .worker_id
@@ -168,6 +197,7 @@ impl WorkerConfig {
             dataset,
             storage,
             retry: file.retry.unwrap_or_default(),
+            inference,
             platform,
         })
     }
@@ -192,6 +222,28 @@ mod tests {
         assert_eq!((config.platform.as_str(), config.concurrency, config.region.as_str()), ("azure", 16, "westeurope"));
         assert_eq!(config.storage, StorageConfig::Local { path: "/bucket".into(), durable: true });
         assert_eq!(config.prefetch, 1);
+        assert!(config.inference.is_none(), "no endpoint: a storage-only platform");
+    }
+
+    #[test]
+    fn the_inference_target_and_load_come_from_the_file_or_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.toml");
+        std::fs::write(
+            &path,
+            "platform = 'aws'\n[dataset]\nkind = 'local'\npath = '/d'\n[storage]\nkind = 'local'\npath = '/s'\n[inference]\nkind = 'sagemaker'\nendpoint_name = 'yolo'\nregion = 'us-east-1'\n[load]\nmode = 'open'\nrate = 12.5\n",
+        )
+        .unwrap();
+        let config = WorkerConfig::from_args(Args { config: Some(path.clone()), ..Default::default() }).unwrap();
+        let (target, load) = config.inference.unwrap();
+        assert!(matches!(target, TargetConfig::Sagemaker(ref c) if c.endpoint_name == "yolo"));
+        assert_eq!(load, Load::Open { rate: 12.5 });
+        let args = Args { config: Some(path.clone()), inference: Some("https://app.azurewebsites.net/score".into()), inference_concurrency: Some(8), ..Default::default() };
+        let (target, load) = WorkerConfig::from_args(args).unwrap().inference.unwrap();
+        assert!(matches!(target, TargetConfig::Http(_)));
+        assert_eq!(load, Load::Closed { concurrency: 8 });
+        let err = WorkerConfig::from_args(Args { config: Some(path), open_loop_rate: Some(-1.0), ..Default::default() }).unwrap_err();
+        assert!(err.contains("open-loop rate"), "{err}");
     }
 
     #[test]

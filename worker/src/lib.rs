@@ -2,10 +2,12 @@
 //!
 //! - [`config`] merges flags, environment and a TOML file into a validated [`config::WorkerConfig`].
 //! - [`phases`] runs a batch's timed phases against the platform's storage.
+//! - [`inference`] sends the downloaded images to the platform's model endpoint.
 //! - [`metrics`] turns the measurements into a `BatchMetrics` message (pure).
 //! - [`runner`] is the loop around them: claim, run, publish, record, acknowledge; reconnect; drain.
 
 pub mod config;
+pub mod inference;
 pub mod metrics;
 pub mod phases;
 pub mod runner;

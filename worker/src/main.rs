@@ -19,6 +19,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // clear line at start, before any job is taken.
     let source = config.dataset.open().await.with_context(|| format!("platform {}: dataset", config.platform))?;
     let target = config.storage.open().await.with_context(|| format!("platform {}: storage", config.platform))?;
+    let inference = match &config.inference {
+        Some((endpoint, load)) => {
+            let invoker = endpoint.open().await.with_context(|| format!("platform {}: inference", config.platform))?;
+            tracing::info!(platform = config.platform, endpoint = invoker.describe(), ?load, "inference phase on");
+            Some((invoker, *load))
+        }
+        None => None,
+    };
+    let model_hash = inference.as_ref().and_then(|(invoker, _)| invoker.model_hash()).unwrap_or_default();
     let shutdown = tokio::spawn(control::process::shutdown_signal());
     // Redis may not be up yet (a fresh deployment): keep trying until it is, or until told to stop.
     let mut attempt = 0u32;
@@ -48,7 +57,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             region: config.region.clone(),
             instance_type: config.instance_type.clone(),
         },
-        versions: Versions { git_commit: worker::GIT_COMMIT.into(), model_hash: String::new(), worker_version: worker::VERSION.into() },
+        versions: Versions { git_commit: worker::GIT_COMMIT.into(), model_hash, worker_version: worker::VERSION.into() },
         platform: config.platform.clone(),
         ns: config.namespace.clone(),
         prefetch: config.prefetch,
@@ -59,6 +68,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         retry: config.retry,
         source,
         target,
+        inference,
         store: Arc::new(store),
         connector,
     });

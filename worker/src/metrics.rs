@@ -28,6 +28,11 @@ pub struct Context<'a> {
 
 /// Builds the metrics of `job` from its phases.
 pub fn batch_metrics(key: &proto::JobKey, job: &BatchJob, run: &BatchRun, ctx: &Context<'_>) -> BatchMetrics {
+    let inference = run.inference.as_ref();
+    let mut versions = ctx.versions.clone();
+    if let Some(hash) = inference.and_then(|i| i.model_sha256.clone()) {
+        versions.model_hash = hash;
+    }
     BatchMetrics {
         job_key: key.to_string(),
         run_id: job.run_id.clone(),
@@ -40,19 +45,22 @@ pub fn batch_metrics(key: &proto::JobKey, job: &BatchJob, run: &BatchRun, ctx: &
         source: Some(timing(&run.source)),
         upload: Some(timing(&run.upload)),
         download: Some(timing(&run.download)),
-        inference: None,
+        inference: inference.map(|i| timing(&i.phase)),
         errors: counters(Phase::Source, &run.source.errors)
             .chain(counters(Phase::Upload, &run.upload.errors))
             .chain(counters(Phase::Download, &run.download.errors))
+            .chain(inference.into_iter().flat_map(|i| counters(Phase::Inference, &i.phase.errors)))
             .collect(),
         retries: counters(Phase::Source, &run.source.retries)
             .chain(counters(Phase::Upload, &run.upload.retries))
             .chain(counters(Phase::Download, &run.download.retries))
+            .chain(inference.into_iter().flat_map(|i| counters(Phase::Inference, &i.phase.retries)))
             .collect(),
+        inference_setup: inference.map(|i| i.setup.clone()),
         started_unix_ns: ctx.started_unix_ns,
         finished_unix_ns: ctx.finished_unix_ns,
         worker: Some(ctx.identity.clone()),
-        versions: Some(ctx.versions.clone()),
+        versions: Some(versions),
         attempt: job.attempt,
         previous_deliveries: ctx.previous_deliveries,
         manifest_sha256: job.manifest_sha256.clone(),
@@ -92,13 +100,14 @@ mod tests {
             attempt: 2,
             ..Default::default()
         };
-        let run = BatchRun { source: phase(1, &[]), upload: phase(20, &[("throttled", 1)]), download: phase(10, &[("checksum_mismatch", 1)]), cleanup: Duration::ZERO };
+        let run = BatchRun { source: phase(1, &[]), upload: phase(20, &[("throttled", 1)]), download: phase(10, &[("checksum_mismatch", 1)]), inference: None, cleanup: Duration::ZERO };
         let key = proto::JobKey::new("r", 1, "aws", 4).unwrap();
         let identity = WorkerIdentity { worker_id: "w1".into(), ..Default::default() };
         let versions = Versions::default();
         let ctx = Context { identity: &identity, versions: &versions, started_unix_ns: 1, finished_unix_ns: 2, previous_deliveries: 1 };
         let m = batch_metrics(&key, &job, &run, &ctx);
         assert_eq!((m.job_key.as_str(), m.bytes, m.images, m.attempt, m.previous_deliveries), ("r/1/aws/4", 150, 2, 2, 1));
+        assert!(m.inference_setup.is_none());
         assert_eq!(m.upload.as_ref().unwrap().duration_ns, 20_000_000);
         assert!(m.inference.is_none());
         let kinds: Vec<_> = m.errors.iter().map(|c| (c.phase, c.kind.as_str(), c.count)).collect();
@@ -106,6 +115,19 @@ mod tests {
         assert_eq!(m.retries.len(), 3, "every phase reports its retries");
         let hist = proto::latency::decode(&m.download.as_ref().unwrap().latency_histogram).unwrap();
         assert_eq!(hist.len(), 1);
+        proto::validate::batch_metrics(&prost::Message::encode_to_vec(&m)).unwrap();
+
+        // With an inference phase: its timing, errors and retries under PHASE_INFERENCE, the load it
+        // ran with, and the hash of the model that answered.
+        let setup = proto::v1::InferenceSetup { target_kind: "sagemaker".into(), mode: proto::v1::LoadMode::OpenLoop as i32, rate_per_second: 5.0, ..Default::default() };
+        let inference = crate::inference::InferenceRun { phase: phase(30, &[("bad_response", 1)]), setup: setup.clone(), detections: 3, model_sha256: Some("ab12".into()) };
+        let run = BatchRun { inference: Some(inference), ..run };
+        let m = batch_metrics(&key, &job, &run, &ctx);
+        assert_eq!(m.inference.as_ref().unwrap().duration_ns, 30_000_000);
+        assert_eq!(m.inference_setup, Some(setup));
+        assert_eq!(m.versions.as_ref().unwrap().model_hash, "ab12");
+        assert!(m.errors.iter().any(|c| c.phase == Phase::Inference as i32 && c.kind == "bad_response"));
+        assert_eq!(m.retries.len(), 4);
         proto::validate::batch_metrics(&prost::Message::encode_to_vec(&m)).unwrap();
     }
 }

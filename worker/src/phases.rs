@@ -1,5 +1,6 @@
 //! The timed phases of one batch, as the paper defines them: upload the batch's objects to the
-//! platform's storage, download them back and verify every byte. (Inference joins in a later phase.)
+//! platform's storage, download them back and verify every byte; then, when the platform has a model
+//! endpoint, the inference phase (`inference.rs`) sends the downloaded images to it.
 //!
 //! Objects of a batch are transferred with a bounded number of requests in flight; a phase's time is
 //! the wall time of the whole batch. Each request's latency goes into the phase's histogram; a failed
@@ -32,7 +33,7 @@ pub struct PhaseRun {
 }
 
 impl PhaseRun {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             duration: Duration::ZERO,
             requests: 0,
@@ -45,7 +46,7 @@ impl PhaseRun {
 
     /// Records one request: its latency (retries and backoff included, as the caller waited) and
     /// the retries it took.
-    fn request(&mut self, took: Duration, retries: &[ErrorKind]) {
+    pub(crate) fn request(&mut self, took: Duration, retries: &[ErrorKind]) {
         self.requests += 1;
         proto::latency::record(&mut self.latency, micros(took));
         for kind in retries {
@@ -53,7 +54,7 @@ impl PhaseRun {
         }
     }
 
-    fn fail(&mut self, kind: &str) {
+    pub(crate) fn fail(&mut self, kind: &str) {
         self.failed += 1;
         *self.errors.entry(kind.to_owned()).or_insert(0) += 1;
     }
@@ -81,6 +82,8 @@ pub struct BatchRun {
     pub source: PhaseRun,
     pub upload: PhaseRun,
     pub download: PhaseRun,
+    /// Present when the platform has a model endpoint.
+    pub inference: Option<crate::inference::InferenceRun>,
     /// Time spent deleting the uploads after the batch: storage work outside the timed phases.
     pub cleanup: Duration,
 }
@@ -119,15 +122,21 @@ impl Transfer<'_> {
         format!("{}/{key}", self.prefix)
     }
 
-    /// Runs the source read, upload and download phases of a batch of `objects`, then deletes the
-    /// uploads unless told to keep them.
-    pub async fn run(&self, objects: &[ObjectRef]) -> Result<BatchRun, PlatformFailure> {
+    /// Runs the source read, upload and download phases of a batch of `objects`, deletes the uploads
+    /// unless told to keep them, then runs `inference` on the images downloaded intact.
+    pub async fn run(&self, objects: &[ObjectRef], inference: Option<&crate::inference::Inference<'_>>) -> Result<BatchRun, PlatformFailure> {
         let (source, ready) = self.read_source(objects).await?;
         let (upload, uploaded) = self.upload(objects, &ready).await?;
         drop(ready);
-        let download = self.download(objects, &uploaded).await?;
+        let (download, downloaded) = self.download_keeping(objects, &uploaded, inference.is_some()).await;
+        // The uploads go before inference, so that an endpoint failure leaves nothing behind.
         let cleanup = self.clean_up(objects, &uploaded).await;
-        Ok(BatchRun { source, upload, download, cleanup })
+        let download = download?;
+        let inference = match inference {
+            Some(phase) => Some(phase.run(objects, &downloaded).await?),
+            None => None,
+        };
+        Ok(BatchRun { source, upload, download, inference, cleanup })
     }
 
     // The stream closures below take indices, not references: closures over borrowed items make the
@@ -196,7 +205,14 @@ impl Transfer<'_> {
 
     /// Download: gets every uploaded object back and verifies every byte against the manifest.
     pub async fn download(&self, objects: &[ObjectRef], uploaded: &[usize]) -> Result<PhaseRun, PlatformFailure> {
+        self.download_keeping(objects, uploaded, false).await.0
+    }
+
+    /// As [`Transfer::download`]; with `keep`, also returns the objects downloaded intact (index into
+    /// `objects`, bytes) for the inference phase.
+    async fn download_keeping(&self, objects: &[ObjectRef], uploaded: &[usize], keep: bool) -> (Result<PhaseRun, PlatformFailure>, Vec<(usize, Bytes)>) {
         let mut download = PhaseRun::new();
+        let mut kept = Vec::new();
         let started = Instant::now();
         let gets = futures::stream::iter(uploaded.to_vec())
             .map(|i| async move {
@@ -209,22 +225,28 @@ impl Transfer<'_> {
                     Ok(data) => verify(data.clone(), object.sha256.clone()).await,
                     Err(_) => false,
                 };
-                (attempted.result.map(|_| verified), attempted.retries, took)
+                (i, attempted.result.map(|data| (data, verified)), attempted.retries, took)
             })
             .buffer_unordered(self.concurrency.max(1))
             .collect::<Vec<_>>()
             .await;
         download.duration = started.elapsed();
-        for (result, retries, took) in gets {
+        for (i, result, retries, took) in gets {
             download.request(took, &retries);
             match result {
-                Ok(true) => {}
-                Ok(false) => download.fail("checksum_mismatch"),
-                Err(e) if e.kind.is_platform_failure() => return Err(PlatformFailure::new("download", self.target, e)),
+                Ok((data, true)) => {
+                    if keep {
+                        kept.push((i, data));
+                    }
+                }
+                Ok((_, false)) => download.fail("checksum_mismatch"),
+                Err(e) if e.kind.is_platform_failure() => return (Err(PlatformFailure::new("download", self.target, e)), Vec::new()),
                 Err(e) => download.fail(e.kind.as_str()),
             }
         }
-        Ok(download)
+        // Requests in the batch's order, as the manifest lists them.
+        kept.sort_unstable_by_key(|(i, _)| *i);
+        (Ok(download), kept)
     }
 
     /// Deletes the uploads (not timed as a phase) unless told to keep them; returns the time it took.
@@ -267,7 +289,7 @@ mod tests {
         source.put("corrupt.jpg", Bytes::from_static(b"flipped")).await.unwrap();
         let objects = [object("good.jpg", b"good"), object("corrupt.jpg", b"original"), object("missing.jpg", b"m")];
         let transfer = Transfer { source: &source, target: &target, concurrency: 2, prefix: "runs/r1/0".into(), keep_uploads: false, retry: RetryPolicy::none() };
-        let run = transfer.run(&objects).await.unwrap();
+        let run = transfer.run(&objects, None).await.unwrap();
         assert_eq!(run.source.requests, 3);
         assert_eq!(run.source.errors, BTreeMap::from([("checksum_mismatch".into(), 1), ("not_found".into(), 1)]));
         assert_eq!((run.upload.requests, run.upload.failed, run.download.requests, run.download.failed), (1, 0, 1, 0));
@@ -321,7 +343,7 @@ mod tests {
         let target = Flaky { inner: LocalDirStore::create(dir.path().join("bucket"), false).unwrap(), puts: 0.into(), got: Default::default() };
         let retry = RetryPolicy { base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(2), ..RetryPolicy::default() };
         let transfer = Transfer { source: &source, target: &target, concurrency: 1, prefix: "p".into(), keep_uploads: false, retry };
-        let run = transfer.run(&objects).await.unwrap();
+        let run = transfer.run(&objects, None).await.unwrap();
         assert_eq!((run.upload.failed, run.download.failed), (0, 0));
         assert_eq!(run.upload.retries, BTreeMap::from([("throttled".into(), 4)]));
         assert_eq!(run.download.retries, BTreeMap::from([("timeout".into(), 4)]));
@@ -336,7 +358,7 @@ mod tests {
         let target = LocalDirStore::create(dir.path().join("bucket"), false).unwrap();
         std::fs::remove_dir(dir.path().join("bucket")).unwrap();
         let transfer = Transfer { source: &source, target: &target, concurrency: 1, prefix: "p".into(), keep_uploads: true, retry: RetryPolicy::none() };
-        let failure = transfer.run(&[object("a.jpg", b"a")]).await.unwrap_err();
+        let failure = transfer.run(&[object("a.jpg", b"a")], None).await.unwrap_err();
         assert_eq!(failure.source.kind, storage::ErrorKind::NoBucket);
         assert_eq!(failure.phase, "upload");
     }

@@ -43,6 +43,8 @@ pub struct Worker {
     pub source: Arc<dyn Storage>,
     /// The platform's object storage.
     pub target: Arc<dyn Storage>,
+    /// The platform's model endpoint and how to load it; `None` for a storage-only platform.
+    pub inference: Option<(Arc<dyn endpoint::Invoker>, crate::inference::Load)>,
     pub store: Arc<dyn RunStore>,
     pub connector: Connector,
 }
@@ -301,7 +303,13 @@ impl Worker {
                 beat.lock().expect("beat lock").done += 1;
                 let overhead = received.elapsed().saturating_sub(phases);
                 proto::latency::record(&mut stats.overhead, overhead.as_micros() as u64);
-                tracing::info!(job = %key, upload_ms = metrics.upload.as_ref().map(|p| p.duration_ns / 1_000_000), "batch done");
+                tracing::info!(
+                    job = %key,
+                    upload_ms = metrics.upload.as_ref().map(|p| p.duration_ns / 1_000_000),
+                    download_ms = metrics.download.as_ref().map(|p| p.duration_ns / 1_000_000),
+                    inference_ms = metrics.inference.as_ref().map(|p| p.duration_ns / 1_000_000),
+                    "batch done"
+                );
                 Ok(())
             }
             Ran::PlatformFailed(failure) => {
@@ -352,10 +360,12 @@ impl Worker {
             keep_uploads: self.keep_uploads,
             retry: self.retry,
         };
-        match transfer.run(&job.objects).await {
+        let inference = self.inference.as_ref().map(|(invoker, load)| crate::inference::Inference { invoker: invoker.as_ref(), load: *load, retry: self.retry });
+        match transfer.run(&job.objects, inference.as_ref()).await {
             Err(failure) => Ran::PlatformFailed(failure),
             Ok(run) => {
-                let phases = run.source.duration + run.upload.duration + run.download.duration + run.cleanup;
+                let inferring = run.inference.as_ref().map_or(Duration::ZERO, |i| i.phase.duration);
+                let phases = run.source.duration + run.upload.duration + run.download.duration + inferring + run.cleanup;
                 let ctx = Context {
                     identity: &self.identity,
                     versions: &self.versions,

@@ -207,6 +207,7 @@ pub fn spawn_named_worker(
         versions: Default::default(),
         source: Arc::new(storage::LocalDirStore::open(dataset, false).unwrap()),
         target: Arc::new(storage::LocalDirStore::create(bucket, false).unwrap()),
+        inference: None,
         store: state,
         connector,
     });

@@ -1,0 +1,149 @@
+//! The inference phase: every image of the batch (as downloaded and verified) goes to the platform's
+//! model endpoint; the phase time is the wall time of the whole batch, as in the paper.
+//!
+//! Two ways to offer the load:
+//! - closed loop (the paper's client): `concurrency` requests in flight, the next starting when one
+//!   finishes; each latency counts from the request's start;
+//! - open loop: requests start at a fixed rate whatever the endpoint does, and each latency counts
+//!   from the request's *intended* start, so an endpoint that falls behind shows its queueing in the
+//!   latencies instead of slowing the client down (coordinated omission).
+//!
+//! Every request has a timeout and retries with backoff (each counted by kind); a request that still
+//! fails counts as an error of its kind and the batch goes on, unless the endpoint itself is unusable
+//! (unreachable, unknown, refusing our credentials), which returns the job to the queue.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use endpoint::{Invoked, Invoker};
+use futures::StreamExt;
+use proto::v1::{InferenceSetup, LoadMode, ObjectRef};
+use serde::Deserialize;
+use storage::{Attempted, RetryPolicy};
+
+use crate::phases::{PhaseRun, PlatformFailure};
+
+/// How requests are offered to the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Load {
+    /// `concurrency` requests in flight.
+    Closed { concurrency: usize },
+    /// `rate` requests started per second.
+    Open { rate: f64 },
+}
+
+impl Default for Load {
+    fn default() -> Self {
+        Load::Closed { concurrency: DEFAULT_INFERENCE_CONCURRENCY }
+    }
+}
+
+/// Requests in flight by default: a small client, as the paper's was.
+pub const DEFAULT_INFERENCE_CONCURRENCY: usize = 4;
+
+impl Load {
+    pub fn validate(&self) -> Result<(), String> {
+        match *self {
+            Load::Closed { concurrency } if concurrency == 0 || concurrency > 1024 => Err("inference concurrency must be between 1 and 1024".into()),
+            Load::Open { rate } if !(rate.is_finite() && rate > 0.0 && rate <= 100_000.0) => {
+                Err("open-loop rate must be a positive number of requests per second (at most 100000)".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The inference phase of a platform.
+pub struct Inference<'a> {
+    pub invoker: &'a dyn Invoker,
+    pub load: Load,
+    pub retry: RetryPolicy,
+}
+
+/// Results of the inference phase of one batch.
+#[derive(Debug, Clone)]
+pub struct InferenceRun {
+    pub phase: PhaseRun,
+    pub setup: InferenceSetup,
+    /// Detections in all answers that report them.
+    pub detections: u64,
+    /// SHA-256 of the model that answered, when the answers say.
+    pub model_sha256: Option<String>,
+}
+
+/// Content type of an image by its key's extension.
+pub fn content_type(key: &str) -> &'static str {
+    let lower = key.to_ascii_lowercase();
+    if lower.ends_with(".png") {
+        "image/png"
+    } else if lower.ends_with(".jpg") || lower.ends_with(".jpeg") {
+        "image/jpeg"
+    } else {
+        "application/x-image"
+    }
+}
+
+impl Inference<'_> {
+    pub fn setup(&self) -> InferenceSetup {
+        let (mode, concurrency, rate) = match self.load {
+            Load::Closed { concurrency } => (LoadMode::ClosedLoop, concurrency as u32, 0.0),
+            Load::Open { rate } => (LoadMode::OpenLoop, 0, rate),
+        };
+        InferenceSetup {
+            target_kind: self.invoker.kind().into(),
+            target: self.invoker.describe(),
+            mode: mode as i32,
+            concurrency,
+            rate_per_second: rate,
+        }
+    }
+
+    /// Sends each of `images` (index into `objects`, bytes) to the endpoint.
+    pub async fn run(&self, objects: &[ObjectRef], images: &[(usize, Bytes)]) -> Result<InferenceRun, PlatformFailure> {
+        let started = Instant::now();
+        let send = |j: usize, from: Instant| async move {
+            let (i, data) = &images[j];
+            let key = &objects[*i].key;
+            let attempted = self.retry.run(key, || self.invoker.invoke(data.clone(), content_type(key))).await;
+            (attempted, from.elapsed())
+        };
+        let results: Vec<(Attempted<Invoked>, Duration)> = match self.load {
+            Load::Closed { concurrency } => {
+                futures::stream::iter(0..images.len())
+                    .map(|j| send(j, Instant::now()))
+                    .buffer_unordered(concurrency.max(1))
+                    .collect()
+                    .await
+            }
+            Load::Open { rate } => {
+                let interval = Duration::from_secs_f64(1.0 / rate);
+                let scheduled = (0..images.len()).map(|j| {
+                    let intended = started + interval.mul_f64(j as f64);
+                    async move {
+                        tokio::time::sleep_until(intended.into()).await;
+                        send(j, intended).await
+                    }
+                });
+                futures::future::join_all(scheduled).await
+            }
+        };
+        let mut phase = PhaseRun::new();
+        phase.duration = started.elapsed();
+        let (mut detections, mut model_sha256) = (0, None);
+        for (attempted, took) in results {
+            phase.request(took, &attempted.retries);
+            match attempted.result {
+                Ok(invoked) => {
+                    detections += invoked.detections.unwrap_or(0) as u64;
+                    model_sha256 = model_sha256.or(invoked.model_sha256);
+                }
+                Err(e) if e.kind.is_platform_failure() => {
+                    return Err(PlatformFailure { phase: "inference", store: self.invoker.describe(), source: e });
+                }
+                Err(e) => phase.fail(e.kind.as_str()),
+            }
+        }
+        Ok(InferenceRun { phase, setup: self.setup(), detections, model_sha256 })
+    }
+}
