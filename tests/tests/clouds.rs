@@ -13,39 +13,12 @@ use common::*;
 use control::Broker;
 use storage::{AzureStore, S3Store, Storage};
 
-fn s3_url(bucket: &str, prefix: &str) -> String {
-    format!("s3://{bucket}/{prefix}?endpoint={}&path_style=true&region=us-east-1", s3_endpoint())
-}
-
-fn azure_url(container: &str, prefix: &str) -> String {
-    format!("azure://{container}/{prefix}?endpoint={}&auth=account_key", azure_endpoint())
-}
-
-/// Credentials reach the binaries the way they reach them in a cloud: from the environment.
-fn with_cloud_env(cmd: &mut Command) -> &mut Command {
-    cmd.env("AWS_ACCESS_KEY_ID", s3_access_key())
-        .env("AWS_SECRET_ACCESS_KEY", s3_secret_key())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AZURE_STORAGE_KEY", azure_key())
-        .env("AMQP_URL", amqp_url())
-        .env("REDIS_URL", redis_url())
-}
-
-fn run(cmd: &mut Command) -> String {
-    run_ok(with_cloud_env(cmd))
-}
-
 async fn s3_store(bucket: &str) -> S3Store {
     S3Store::connect(s3_test_config(bucket)).await.unwrap()
 }
 
 fn azure_store(container: &str) -> AzureStore {
     AzureStore::connect(azure_test_config(container)).unwrap()
-}
-
-/// A bucket or container name: lowercase letters, digits and dashes, at most 63 characters.
-fn store_name(tag: &str) -> String {
-    unique(tag).to_ascii_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-").chars().take(63).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

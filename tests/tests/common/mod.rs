@@ -61,6 +61,36 @@ pub fn azure_test_config(container: &str) -> storage::AzureConfig {
     storage::AzureConfig::new(azure_endpoint(), container, storage::AzureAuth::Key(storage::Secret::new(azure_key())))
 }
 
+/// A store URL of `bucket` on the local S3 server (keys from the environment, see [`with_cloud_env`]).
+pub fn s3_url(bucket: &str, prefix: &str) -> String {
+    format!("s3://{bucket}/{prefix}?endpoint={}&path_style=true&region=us-east-1", s3_endpoint())
+}
+
+/// A store URL of `container` on Azurite (account key from the environment).
+pub fn azure_url(container: &str, prefix: &str) -> String {
+    format!("azure://{container}/{prefix}?endpoint={}&auth=account_key", azure_endpoint())
+}
+
+/// Credentials reach the binaries the way they reach them in a cloud: from the environment.
+pub fn with_cloud_env(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    cmd.env("AWS_ACCESS_KEY_ID", s3_access_key())
+        .env("AWS_SECRET_ACCESS_KEY", s3_secret_key())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AZURE_STORAGE_KEY", azure_key())
+        .env("AMQP_URL", amqp_url())
+        .env("REDIS_URL", redis_url())
+}
+
+/// [`run_ok`] with the clouds' credentials in the environment.
+pub fn run(cmd: &mut std::process::Command) -> String {
+    run_ok(with_cloud_env(cmd))
+}
+
+/// A bucket or container name: lowercase letters, digits and dashes, at most 63 characters.
+pub fn store_name(tag: &str) -> String {
+    unique(tag).to_ascii_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-").chars().take(63).collect()
+}
+
 /// Runs a binary with the services' addresses set and returns its standard output; fails the test,
 /// with its standard error, when it exits unsuccessfully.
 pub fn run_ok(cmd: &mut std::process::Command) -> String {
