@@ -4,7 +4,9 @@
 //! loop, the collector and its store) runs over the in-process broker and run-state store, with
 //! local directories as the platforms' buckets. It compares two storage configurations of this
 //! machine: `disk-durable` flushes every object to disk before acknowledging it, as object stores do,
-//! and `disk-cached` leaves writes in the page cache.
+//! and `disk-cached` leaves writes in the page cache. Unless told otherwise, both platforms then send
+//! every downloaded image to one in-process YOLOv8 (the detector behind the endpoint's batching queue),
+//! so every batch has the paper's three phases.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -35,6 +37,10 @@ pub struct Settings {
     pub concurrency: usize,
     pub seed: u64,
     pub run_id: String,
+    /// The in-process model both platforms send their images to; `None` for storage only.
+    pub inference: Option<endpoint::client::LocalConfig>,
+    /// Inference requests in flight per worker (closed loop).
+    pub inference_concurrency: usize,
 }
 
 /// What an embedded run produced.
@@ -104,6 +110,14 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Outcome> {
         Box::pin(async move { Ok(Arc::new(broker) as Arc<dyn Broker>) })
     });
     let source: Arc<dyn Storage> = Arc::new(LocalDirStore::open(&dataset_dir, false)?);
+    // One model for both platforms: they differ in storage only, so their inference compares like
+    // with like.
+    let invoker = match &settings.inference {
+        Some(local) => Some(endpoint::TargetConfig::Local(local.clone()).open().await.context("loading the model")?),
+        None => None,
+    };
+    let model_hash = invoker.as_ref().and_then(|i| i.model_hash()).unwrap_or_default();
+    let load = worker::inference::Load::Closed { concurrency: settings.inference_concurrency.max(1) };
     let mut workers = Vec::new();
     for (platform, durable) in PLATFORMS {
         let bucket = settings.out.join("buckets").join(platform);
@@ -126,10 +140,10 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Outcome> {
                     region: String::new(),
                     instance_type: format!("local-{}", if durable { "fsync" } else { "page-cache" }),
                 },
-                versions: Versions { git_commit: worker::GIT_COMMIT.into(), model_hash: String::new(), worker_version: worker::VERSION.into() },
+                versions: Versions { git_commit: worker::GIT_COMMIT.into(), model_hash: model_hash.clone(), worker_version: worker::VERSION.into() },
                 source: source.clone(),
                 target: target.clone(),
-                inference: None,
+                inference: invoker.clone().map(|i| (i, load)),
                 store: state.clone(),
                 connector: connector.clone(),
             });

@@ -33,6 +33,20 @@ struct Args {
     /// Run id; defaults to one derived from the clock.
     #[arg(long)]
     run_id: Option<String>,
+    /// YOLOv8 weights (ONNX or safetensors) for the inference phase; defaults to the repository's
+    /// random-weight YOLOv8n fixture, which times the model exactly but detects nothing useful.
+    #[arg(long, env = "CLOUDBENCH_WEIGHTS", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../detector/fixtures/yolov8n-random.onnx"))]
+    weights: PathBuf,
+    /// Side of the network input; 160 keeps the default run to a few minutes on two cores (640 is
+    /// the paper's model input).
+    #[arg(long, default_value_t = 160)]
+    imgsz: u32,
+    /// Inference requests in flight per worker.
+    #[arg(long, default_value_t = 4)]
+    inference_concurrency: usize,
+    /// Skips the inference phase: a storage-only benchmark.
+    #[arg(long)]
+    no_inference: bool,
 }
 
 fn main() {
@@ -52,6 +66,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         seed: args.seed,
         run_id: run_id.clone(),
+        inference: (!args.no_inference).then(|| endpoint::client::LocalConfig { imgsz: args.imgsz, ..endpoint::client::LocalConfig::new(&args.weights) }),
+        inference_concurrency: args.inference_concurrency,
     };
     eprintln!("embedded run {run_id}: {} images in batches of {}, {} workers per platform", args.images, args.batch_size, args.workers);
     let outcome = embedded::run(&settings).await?;
