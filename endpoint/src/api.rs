@@ -153,7 +153,7 @@ mod tests {
         let err = parse_body(Some("application/json"), b"{\"image\": 3}", 4).unwrap_err().to_string();
         assert!(err.starts_with("invalid JSON body") && !err.contains('\n'), "{err}");
         assert!(parse_body(Some("application/json"), b"{\"image\": \"!!\"}", 4).unwrap_err().to_string().contains("not base64"));
-        let many = format!(r#"{{"images": [{}]}}"#, vec!["\"AA==\""; 3].join(","));
+        let many = format!(r#"{{"images": [{}]}}"#, ["\"AA==\""; 3].join(","));
         assert_eq!(parse_body(Some("application/json"), many.as_bytes(), 2).unwrap_err(), BodyError::TooMany { given: 3, limit: 2 });
     }
 }

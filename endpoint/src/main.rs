@@ -77,7 +77,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut model = tokio::task::spawn_blocking(move || Detector::load(&weights, &device))
         .await?
         .with_context(|| format!("weights {}", args.weights.display()))?;
-    if args.imgsz == 0 || args.imgsz % 32 != 0 {
+    if args.imgsz == 0 || !args.imgsz.is_multiple_of(32) {
         anyhow::bail!("--imgsz must be a positive multiple of 32");
     }
     model.input_size = args.imgsz;
