@@ -531,7 +531,7 @@ mod tests {
         let sm = TargetConfig::from_url("sagemaker://yolo-prod?region=eu-west-1&endpoint_url=http://127.0.0.1:8080").unwrap();
         assert!(matches!(sm, TargetConfig::Sagemaker(ref c) if c.endpoint_name == "yolo-prod" && c.region.as_deref() == Some("eu-west-1")));
         let local = TargetConfig::from_url("local:/models/yolov8n.onnx?batch=4&imgsz=320").unwrap();
-        assert!(matches!(local, TargetConfig::Local(ref c) if c.weights == "/models/yolov8n.onnx" && c.max_batch == 4 && c.imgsz == 320));
+        assert!(matches!(local, TargetConfig::Local(ref c) if c.weights.as_path() == std::path::Path::new("/models/yolov8n.onnx") && c.max_batch == 4 && c.imgsz == 320));
         assert!(matches!(TargetConfig::from_url("https://app.azurewebsites.net/score").unwrap(), TargetConfig::Http(_)));
         assert!(TargetConfig::from_url("local:w.onnx?bacth=4").unwrap_err().contains("unknown parameter"));
         assert!(TargetConfig::from_url("ftp://x").unwrap_err().contains("unknown scheme"));
