@@ -31,6 +31,9 @@ install() {
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   # Not a service: the browser the report's rendering test opens the HTML report in.
   [ -x /usr/bin/chromium ] || missing+=(chromium)
+  # Not services either: what scripts/validate-manifests.sh checks compose.yaml and k8s/ with.
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+  python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}"
     as_root apt-get update -qq
