@@ -51,6 +51,8 @@ pub struct EnqueueReport {
 pub struct EnqueueOptions {
     /// Upper bound on jobs published per second; `None` publishes as fast as confirms come back.
     pub max_rate: Option<f64>,
+    /// Publishes only this round's batches (a stage of a scaling run); `None` publishes every round.
+    pub round: Option<u32>,
 }
 
 /// Builds the run's metadata from a validated spec and its manifest.
@@ -121,8 +123,18 @@ pub async fn start_run(
         store.set_cancelled(run_id, false).await?;
     }
     broker.declare(ns, &spec.platforms, spec.delivery_limit).await?;
-    let todo: Vec<BatchRef> = store.batches_in(run_id, ENQUEUE_FROM).await?.into_iter().map(|(b, _)| b).collect();
-    let skipped = meta.total() - todo.len() as u64;
+    let todo: Vec<BatchRef> = store
+        .batches_in(run_id, ENQUEUE_FROM)
+        .await?
+        .into_iter()
+        .map(|(b, _)| b)
+        .filter(|b| options.round.is_none_or(|r| b.round == r))
+        .collect();
+    let in_scope = match options.round {
+        Some(_) => u64::from(meta.batches_per_round) * meta.platforms.len() as u64,
+        None => meta.total(),
+    };
+    let skipped = in_scope - todo.len() as u64;
     let mut published = 0u64;
     for chunk in interleave(todo) {
         let now = control::now_ms();

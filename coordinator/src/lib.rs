@@ -6,6 +6,7 @@
 //!   starting a run again resumes it without publishing a batch twice.
 //! - [`seed`] copies a dataset into a bucket or container, builds manifests from stores, and removes
 //!   what a run's workers left behind.
+//! - [`stages`] runs a scaling experiment stage by stage, each at its number of workers.
 //! - [`status`] renders progress.
 //!
 //! The binary (`main.rs`) wires these to RabbitMQ and Redis; the embedded run wires them to the
@@ -16,5 +17,6 @@ pub mod manifest;
 pub mod plan;
 pub mod seed;
 pub mod spec;
+pub mod stages;
 pub mod status;
 pub mod synth;

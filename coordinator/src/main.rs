@@ -207,7 +207,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let manifest = Manifest::load(&spec.manifest)?;
             let store = RedisStore::connect(&cli.services.redis_url, ns.clone()).await?;
             let broker = AmqpBroker::connect(&cli.services.amqp_url).await?;
-            let report = enqueue::start_run(&broker, &store, &ns, &run_id, &spec, &manifest, &EnqueueOptions { max_rate }).await;
+            let options = EnqueueOptions { max_rate, round: None };
+            if let Some(scaling) = spec.scaling.clone() {
+                let stages = coordinator::stages::run_stages(
+                    &broker,
+                    &store,
+                    &ns,
+                    &run_id,
+                    &spec,
+                    &scaling,
+                    &manifest,
+                    &options,
+                    std::time::Duration::from_millis(250),
+                    print_stage,
+                )
+                .await;
+                broker.close().await;
+                let stages = stages?;
+                let short = stages.iter().filter(|s| s.short).count();
+                println!("run {run_id}: {} stages done, {short} started short", stages.len());
+                return Ok(());
+            }
+            let report = enqueue::start_run(&broker, &store, &ns, &run_id, &spec, &manifest, &options).await;
             broker.close().await;
             let report = report?;
             println!(
@@ -244,6 +265,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One line per stage event of a scaling run.
+fn print_stage(event: coordinator::stages::StageEvent) {
+    use coordinator::stages::StageEvent;
+    match event {
+        StageEvent::Waiting { stage, target } => println!("stage {stage}: waiting for {target} workers per platform"),
+        StageEvent::Started(r) => {
+            let live: Vec<String> = r.live.iter().map(|(p, n)| format!("{p}={n}")).collect();
+            println!(
+                "stage {}: started with {} live (asked {} per platform){}; published {}",
+                r.stage,
+                live.join(" "),
+                r.target,
+                if r.short { ", started short" } else { "" },
+                r.published
+            );
+        }
+        StageEvent::Finished { stage, took } => println!("stage {stage}: finished in {:.1} s", took.as_secs_f64()),
+    }
 }
 
 async fn view(store: &dyn RunStore, run_id: &str) -> anyhow::Result<StatusView> {

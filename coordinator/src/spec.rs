@@ -21,7 +21,27 @@ struct RawSpec {
     job_deadline_secs: Option<u64>,
     #[serde(rename = "platform")]
     platforms: Vec<RawPlatform>,
+    scaling: Option<RawScaling>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScaling {
+    workers: Vec<u32>,
+    wait_secs: Option<u64>,
+}
+
+/// A scaling experiment: the same batches at several worker counts, one stage (round) after another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scaling {
+    /// Workers per platform in each stage; stage `i` is round `i`.
+    pub workers: Vec<u32>,
+    /// Longest wait for a stage's workers to register before it starts short (and says so).
+    pub wait_secs: u64,
+}
+
+/// Default wait for a stage's workers.
+pub const DEFAULT_SCALING_WAIT_SECS: u64 = 600;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +61,8 @@ pub struct RunSpec {
     pub delivery_limit: u32,
     pub job_deadline_secs: Option<u64>,
     pub platforms: Vec<String>,
+    /// Present for a scaling experiment; its stages are the run's rounds.
+    pub scaling: Option<Scaling>,
     /// The spec's text, stored with the run for the report.
     pub text: String,
 }
@@ -72,7 +94,20 @@ impl RunSpec {
         if batch_size == 0 {
             return Err("batch_size must be at least 1".into());
         }
-        let rounds = raw.rounds.unwrap_or(1);
+        let scaling = match raw.scaling {
+            None => None,
+            Some(s) if s.workers.is_empty() || s.workers.contains(&0) => {
+                return Err("scaling.workers must list at least one stage, each with at least 1 worker".into());
+            }
+            Some(s) => Some(Scaling { workers: s.workers, wait_secs: s.wait_secs.unwrap_or(DEFAULT_SCALING_WAIT_SECS) }),
+        };
+        let rounds = match (&scaling, raw.rounds) {
+            (Some(s), Some(r)) if r as usize != s.workers.len() => {
+                return Err(format!("rounds = {r} but scaling.workers lists {} stages: a stage is a round", s.workers.len()));
+            }
+            (Some(s), _) => s.workers.len() as u32,
+            (None, r) => r.unwrap_or(1),
+        };
         if rounds == 0 {
             return Err("rounds must be at least 1".into());
         }
@@ -99,6 +134,7 @@ impl RunSpec {
             delivery_limit,
             job_deadline_secs: raw.job_deadline_secs,
             platforms,
+            scaling,
             text: text.to_owned(),
         })
     }
@@ -126,6 +162,14 @@ mod tests {
         assert_eq!(spec.manifest, Path::new("/specs/data/manifest.json"));
         assert_eq!(spec.platforms, ["aws", "azure"]);
         assert_eq!(spec.rounds, 2);
+        assert_eq!(spec.scaling, None);
+    }
+
+    #[test]
+    fn a_scaling_spec_has_one_round_per_stage() {
+        let spec = RunSpec::parse("manifest = 'm'\n[[platform]]\nname='a'\n[scaling]\nworkers = [1, 2, 4]\n", Path::new(".")).unwrap();
+        assert_eq!(spec.rounds, 3);
+        assert_eq!(spec.scaling, Some(Scaling { workers: vec![1, 2, 4], wait_secs: DEFAULT_SCALING_WAIT_SECS }));
     }
 
     #[test]
@@ -137,6 +181,8 @@ mod tests {
             ("manifest = 'm'\n[[platform]]\nname='a b'", "invalid platform"),
             ("manifest = 'm'\n[[platform]]\nname='a'\n[[platform]]\nname='a'", "twice"),
             ("[[platform]]\nname='a'", "manifest"),
+            ("manifest = 'm'\n[[platform]]\nname='a'\n[scaling]\nworkers = [1, 0]", "at least 1 worker"),
+            ("manifest = 'm'\nrounds = 3\n[[platform]]\nname='a'\n[scaling]\nworkers = [1, 2]", "a stage is a round"),
         ];
         for (text, expected) in cases {
             let err = RunSpec::parse(text, Path::new(".")).unwrap_err();

@@ -203,6 +203,22 @@ pub fn blocks(r: &Report, figures: bool) -> Vec<Block> {
                 .collect(),
         ));
     }
+    if !r.scaling.is_empty() {
+        b.push(Block::Heading(2, "Scaling".into()));
+        b.push(Block::Paragraph(format!(
+            "Throughput per round (stage) from its first batch's start to its last batch's end; efficiency = throughput at N workers / (N × throughput per worker at the fewest workers measured). A platform stops scaling where efficiency falls below {}.",
+            super::model::SCALING_FLOOR
+        )));
+        b.push(table(
+            &["platform", "round", "workers", "images", "wall s", "images/s", "efficiency"],
+            r.scaling
+                .iter()
+                .map(|s| vec![s.platform.clone(), s.round.to_string(), s.workers.to_string(), s.images.to_string(), num(s.wall_seconds), num(s.images_per_second), format!("{:.2}", s.efficiency)])
+                .collect(),
+        ));
+        let stops: Vec<String> = r.scaling_stops.iter().map(|(p, n)| format!("{p} stops scaling after {n} workers")).collect();
+        b.push(Block::Paragraph(if stops.is_empty() { "Every platform kept its efficiency at the worker counts measured.".into() } else { format!("{}.", stops.join("; ")) }));
+    }
     let rep = &r.reproducibility;
     b.push(Block::Heading(2, "Reproducibility".into()));
     b.push(Block::Paragraph(format!(

@@ -121,6 +121,21 @@ pub struct RoundTrend {
     pub change_points: Vec<ChangePoint>,
 }
 
+/// One stage of a scaling experiment (a round) on one platform.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScalingRow {
+    pub platform: String,
+    pub round: u32,
+    /// Distinct workers that ran the round's batches.
+    pub workers: usize,
+    pub images: u64,
+    /// From the first batch's start to the last batch's end.
+    pub wall_seconds: f64,
+    pub images_per_second: f64,
+    /// Throughput at N workers / (N × throughput per worker at the fewest workers measured).
+    pub efficiency: f64,
+}
+
 /// What is needed to reproduce the run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Reproducibility {
@@ -154,5 +169,12 @@ pub struct Report {
     pub winners: Vec<WinnerRow>,
     pub requirements: Vec<RequirementRow>,
     pub rounds: Vec<RoundTrend>,
+    /// Present when a platform ran rounds at different worker counts (a scaling run).
+    pub scaling: Vec<ScalingRow>,
+    /// Per platform, the worker count after which efficiency fell below [`SCALING_FLOOR`].
+    pub scaling_stops: Vec<(String, usize)>,
     pub reproducibility: Reproducibility,
 }
+
+/// Efficiency below which a platform is said to stop scaling.
+pub const SCALING_FLOOR: f64 = 0.75;
