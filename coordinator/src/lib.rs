@@ -6,6 +6,7 @@
 //!   starting a run again resumes it without publishing a batch twice.
 //! - [`seed`] copies a dataset into a bucket or container, builds manifests from stores, and removes
 //!   what a run's workers left behind.
+//! - [`schedule`] repeats a run's rounds on a schedule for long-term stability runs.
 //! - [`stages`] runs a scaling experiment stage by stage, each at its number of workers.
 //! - [`status`] renders progress.
 //!
@@ -15,6 +16,7 @@
 pub mod enqueue;
 pub mod manifest;
 pub mod plan;
+pub mod schedule;
 pub mod seed;
 pub mod spec;
 pub mod stages;

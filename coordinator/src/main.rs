@@ -65,6 +65,20 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Repeats a run's rounds on a schedule (a long-term stability run): round r is published at
+    /// creation + r × EVERY, unless an earlier round is still running, then it is skipped and said so.
+    /// Run again after a restart, it resumes the same schedule.
+    Schedule {
+        spec: PathBuf,
+        /// Interval between rounds: 500ms, 90s, 30m, 12h, 1d.
+        #[arg(long)]
+        every: String,
+        /// How long the schedule lasts (the number of rounds is how many intervals fit): 7d, 24h.
+        #[arg(long = "for")]
+        duration: String,
+        #[arg(long)]
+        run_id: Option<String>,
+    },
     /// Shows progress per platform.
     Status {
         run_id: String,
@@ -244,6 +258,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if watch {
                 follow(&store, &run_id).await?;
             }
+        }
+        Command::Schedule { spec, every, duration, run_id } => {
+            let spec = RunSpec::load(&spec)?;
+            if spec.scaling.is_some() {
+                bail!("a schedule repeats rounds; a scaling spec's rounds are its stages: use `run` for it");
+            }
+            let Some(run_id) = run_id.or(spec.run_id.clone()) else {
+                bail!("no run id: give --run-id or set run_id in the spec");
+            };
+            proto::check_name("run id", &run_id)?;
+            let every = coordinator::schedule::parse_duration(&every).map_err(anyhow::Error::msg)?;
+            let duration = coordinator::schedule::parse_duration(&duration).map_err(anyhow::Error::msg)?;
+            let schedule = coordinator::schedule::Schedule::new(every, duration).map_err(anyhow::Error::msg)?;
+            let manifest = Manifest::load(&spec.manifest)?;
+            let store = RedisStore::connect(&cli.services.redis_url, ns.clone()).await?;
+            let broker = AmqpBroker::connect(&cli.services.amqp_url).await?;
+            println!("run {run_id}: {} rounds, one every {} s", schedule.rounds, every.as_secs_f64());
+            let outcomes = coordinator::schedule::run_schedule(&broker, &store, &ns, &run_id, &spec, &manifest, &EnqueueOptions::default(), schedule, |o| {
+                use coordinator::schedule::RoundOutcome;
+                match o {
+                    RoundOutcome::Published { round, published } => println!("round {round}: published {published}"),
+                    RoundOutcome::Skipped { round, reason } => println!("round {round}: skipped: {reason}"),
+                    RoundOutcome::Handled { round } => println!("round {round}: handled before"),
+                }
+            })
+            .await;
+            broker.close().await;
+            let outcomes = outcomes?;
+            let skipped = outcomes.iter().filter(|o| matches!(o, coordinator::schedule::RoundOutcome::Skipped { .. })).count();
+            println!("run {run_id}: schedule over, {} rounds, {skipped} skipped", outcomes.len());
         }
         Command::Status { run_id, json, watch } => {
             let store = RedisStore::connect(&cli.services.redis_url, ns.clone()).await?;
