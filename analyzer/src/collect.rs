@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use control::consume::{Connector, Handler, consume};
+use control::telemetry::Registry;
 use control::{Broker, BrokerError, Delivery, Namespace};
 use tokio::sync::watch;
 
@@ -26,16 +27,33 @@ struct Collector {
     store: Arc<Mutex<MetricsStore>>,
     stats: CollectStats,
     stop: watch::Receiver<bool>,
+    telemetry: Arc<Registry>,
+    queue: String,
+    /// When the metrics queue's depth was last read for the live metrics.
+    depth_read: Option<std::time::Instant>,
+}
+
+impl Collector {
+    fn count(&self, outcome: &str) {
+        self.telemetry.add("cloudbench_collector_messages_total", "Metrics messages handled, by outcome.", &[("outcome", outcome)], 1.0);
+    }
 }
 
 #[async_trait]
 impl Handler for Collector {
-    async fn handle(&mut self, _broker: &dyn Broker, delivery: Delivery) -> Result<(), BrokerError> {
+    async fn handle(&mut self, broker: &dyn Broker, delivery: Delivery) -> Result<(), BrokerError> {
+        if self.depth_read.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(5)) {
+            self.depth_read = Some(std::time::Instant::now());
+            if let Ok(depth) = broker.depth(&self.queue).await {
+                self.telemetry.set("cloudbench_collector_queue_depth", "Messages waiting in the metrics queue.", &[], depth as f64);
+            }
+        }
         let key = match proto::validate::batch_metrics(&delivery.payload) {
             Ok((key, _)) => key,
             Err(e) => {
                 tracing::error!(message_id = ?delivery.message_id, error = %e, "malformed metrics dead-lettered");
                 self.stats.malformed += 1;
+                self.count("malformed");
                 return delivery.dead_letter().await;
             }
         };
@@ -48,15 +66,18 @@ impl Handler for Collector {
         match appended {
             Ok(true) => {
                 self.stats.stored += 1;
+                self.count("stored");
                 tracing::debug!(job = %key, "metrics stored");
             }
             Ok(false) => {
                 self.stats.duplicates += 1;
+                self.count("duplicate");
                 tracing::info!(job = %key, "duplicate metrics dropped");
             }
             Err(e) => {
                 // Not stored, so not acknowledged: the message waits in the queue for a fixed disk.
                 tracing::error!(job = %key, error = %e, "cannot store metrics; returning them to the queue");
+                self.count("store_error");
                 control::consume::pause(std::time::Duration::from_secs(1), &self.stop).await;
                 return delivery.requeue().await;
             }
@@ -65,9 +86,17 @@ impl Handler for Collector {
     }
 }
 
-/// Collects from the namespace's metrics queue into `store` until `stop`.
-pub async fn collect(connector: &Connector, ns: &Namespace, store: Arc<Mutex<MetricsStore>>, stop: watch::Receiver<bool>) -> CollectStats {
-    let mut collector = Collector { store, stats: CollectStats::default(), stop: stop.clone() };
+/// Collects from the namespace's metrics queue into `store` until `stop`, counting what it does in
+/// `telemetry`.
+pub async fn collect(
+    connector: &Connector,
+    ns: &Namespace,
+    store: Arc<Mutex<MetricsStore>>,
+    stop: watch::Receiver<bool>,
+    telemetry: Arc<Registry>,
+) -> CollectStats {
+    let mut collector =
+        Collector { store, stats: CollectStats::default(), stop: stop.clone(), telemetry, queue: ns.metrics_queue(), depth_read: None };
     let reconnects = consume(connector, &ns.metrics_queue(), 64, &stop, &mut collector).await;
     CollectStats { reconnects, ..collector.stats }
 }

@@ -34,6 +34,10 @@ enum Command {
         /// Stops once this run is complete and the store holds the metrics of all its done batches.
         #[arg(long)]
         until_complete: Option<String>,
+        /// Serves Prometheus metrics at http://ADDR/metrics (a bearer token is required when
+        /// CLOUDBENCH_METRICS_TOKEN is set).
+        #[arg(long, env = "CLOUDBENCH_METRICS_ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Exports a run's per-batch rows.
     Export {
@@ -95,8 +99,14 @@ fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Collect { store, amqp_url, redis_url, namespace, until_complete } => {
+        Command::Collect { store, amqp_url, redis_url, namespace, until_complete, metrics_addr } => {
             let ns = Namespace::new(&namespace)?;
+            let telemetry = Arc::new(control::telemetry::Registry::default());
+            if let Some(addr) = metrics_addr {
+                let token = std::env::var("CLOUDBENCH_METRICS_TOKEN").ok();
+                let bound = control::telemetry::serve(addr, telemetry.clone(), token).await.with_context(|| format!("metrics address {addr}"))?;
+                tracing::info!(%bound, "metrics at /metrics");
+            }
             let store = Arc::new(Mutex::new(MetricsStore::open(&store)?));
             let (stop_tx, stop) = tokio::sync::watch::channel(false);
             let stop_tx = Arc::new(stop_tx);
@@ -123,11 +133,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 });
             }
+            let connections = telemetry.clone();
             let connector: Connector = Arc::new(move || {
                 let url = amqp_url.clone();
+                connections.add("cloudbench_collector_broker_connects_total", "Connections opened to the broker (more than one: reconnects).", &[], 1.0);
                 Box::pin(async move { AmqpBroker::connect(&url).await.map(|b| Arc::new(b) as Arc<dyn Broker>) })
             });
-            let stats = collect(&connector, &ns, store, stop).await;
+            let stats = collect(&connector, &ns, store, stop, telemetry).await;
             eprintln!(
                 "collector stopped: {} stored, {} duplicates dropped, {} malformed, {} reconnects",
                 stats.stored, stats.duplicates, stats.malformed, stats.reconnects

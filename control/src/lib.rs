@@ -14,6 +14,7 @@ pub mod consume;
 pub mod process;
 mod redact;
 pub mod state;
+pub mod telemetry;
 
 pub use broker::{AmqpBroker, Broker, BrokerError, Delivery, MemoryBroker, Outgoing, Subscription};
 pub use redact::{SecretUrl, redact};

@@ -6,7 +6,8 @@ use std::future::Future;
 /// Log filter directives that keep the cloud SDKs to warnings unless `RUST_LOG` says otherwise.
 pub const QUIET_SDKS: &str = "typespec_client_core=warn,azure_core=warn,azure_storage_blob=warn,azure_identity=warn,aws_config=warn,aws_smithy_runtime=warn";
 
-/// Runs `main` on a multi-threaded runtime with logs filtered by `RUST_LOG` (else `default_log`).
+/// Runs `main` on a multi-threaded runtime with logs filtered by `RUST_LOG` (else `default_log`), as
+/// text or, with `CLOUDBENCH_LOG_FORMAT=json`, JSON lines.
 /// An error is printed as one line, `error: ...` with its causes, and the process exits with 1.
 pub fn run_main<F>(default_log: &str, main: F)
 where
@@ -14,10 +15,15 @@ where
 {
     // The cloud SDKs log every failed request at info; our own lines say what failed, once.
     let default_log = format!("{default_log},{QUIET_SDKS}");
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_log.into()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    // One JSON object per line for log pipelines (CloudWatch, Azure Monitor, Loki).
+    if std::env::var("CLOUDBENCH_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     if let Err(e) = runtime.block_on(main) {
         eprintln!("error: {e:#}");

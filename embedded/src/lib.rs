@@ -146,13 +146,14 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Outcome> {
                 inference: invoker.clone().map(|i| (i, load)),
                 store: state.clone(),
                 connector: connector.clone(),
+                telemetry: Default::default(),
             });
             workers.push(tokio::spawn(worker.run(control::consume::stopped(stop.clone()))));
         }
     }
     let collector = tokio::spawn({
         let (connector, ns, metrics, stop) = (connector.clone(), ns.clone(), metrics.clone(), stop.clone());
-        async move { analyzer::collect::collect(&connector, &ns, metrics, stop).await }
+        async move { analyzer::collect::collect(&connector, &ns, metrics, stop, Default::default()).await }
     });
 
     loop {

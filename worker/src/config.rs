@@ -85,6 +85,10 @@ pub struct Args {
     /// Sends inference requests at this fixed rate per second instead (open loop).
     #[arg(long, env = "CLOUDBENCH_OPEN_LOOP_RATE")]
     pub open_loop_rate: Option<f64>,
+    /// Serves Prometheus metrics at http://ADDR/metrics (e.g. 0.0.0.0:9090); a bearer token is
+    /// required when CLOUDBENCH_METRICS_TOKEN is set.
+    #[arg(long, env = "CLOUDBENCH_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +112,7 @@ struct FileConfig {
     retry: Option<RetryPolicy>,
     inference: Option<TargetConfig>,
     load: Option<Load>,
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// A validated worker configuration.
@@ -131,6 +136,7 @@ pub struct WorkerConfig {
     pub retry: RetryPolicy,
     /// The model endpoint and how to load it; `None` for a storage-only platform.
     pub inference: Option<(TargetConfig, Load)>,
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Default storage requests in flight per phase: the best of 4, 8, 16, 32 and 64 in the transfer
@@ -198,6 +204,7 @@ impl WorkerConfig {
             storage,
             retry: file.retry.unwrap_or_default(),
             inference,
+            metrics_addr: args.metrics_addr.or(file.metrics_addr),
             platform,
         })
     }

@@ -42,9 +42,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Err(e) => return Err(e.into()),
         }
     };
+    let telemetry = Arc::new(control::telemetry::Registry::default());
+    if let Some(addr) = config.metrics_addr {
+        let token = std::env::var("CLOUDBENCH_METRICS_TOKEN").ok();
+        let bound = control::telemetry::serve(addr, telemetry.clone(), token).await.with_context(|| format!("metrics address {addr}"))?;
+        tracing::info!(%bound, "metrics at /metrics");
+    }
     let url = config.amqp_url.clone();
+    let connections = telemetry.clone();
     let connector: Connector = Arc::new(move || {
         let url = url.clone();
+        connections.add("cloudbench_worker_broker_connects_total", "Connections opened to the broker (more than one: reconnects).", &[], 1.0);
         Box::pin(async move { AmqpBroker::connect(url.expose()).await.map(|b| Arc::new(b) as Arc<dyn Broker>) })
     });
     let host = gethostname::gethostname().to_string_lossy().into_owned();
@@ -71,6 +79,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         inference,
         store: Arc::new(store),
         connector,
+        telemetry,
     });
     tracing::info!(platform = config.platform, storage = worker.target.describe(), amqp = %config.amqp_url, "worker starting");
     let stats = worker.run(async move {

@@ -47,6 +47,8 @@ pub struct Worker {
     pub inference: Option<(Arc<dyn endpoint::Invoker>, crate::inference::Load)>,
     pub store: Arc<dyn RunStore>,
     pub connector: Connector,
+    /// Live metrics, served at `/metrics` when the worker is given an address.
+    pub telemetry: Arc<control::telemetry::Registry>,
 }
 
 /// What a worker did, returned when it stops.
@@ -234,12 +236,14 @@ impl Worker {
             Err(e) => {
                 tracing::error!(message_id = ?delivery.message_id, error = %e, "malformed job dead-lettered");
                 stats.malformed += 1;
+                self.count_job("malformed");
                 return delivery.dead_letter().await;
             }
         };
         if job.platform != self.platform {
             tracing::error!(job = %key, platform = self.platform, "job for another platform dead-lettered");
             stats.malformed += 1;
+            self.count_job("malformed");
             return delivery.dead_letter().await;
         }
         let redelivered = delivery.previous_deliveries > 0;
@@ -247,6 +251,7 @@ impl Worker {
             tracing::warn!(job = %key, "job past its deadline: failed and dead-lettered");
             let _ = self.change(&key, rules::claim_from(redelivered), BatchState::Failed, stop).await;
             stats.failed += 1;
+            self.count_job("failed");
             return delivery.dead_letter().await;
         }
         let claim = match self.change(&key, rules::claim_from(redelivered), BatchState::Running, stop).await {
@@ -254,6 +259,7 @@ impl Worker {
             Err(e) => {
                 tracing::warn!(job = %key, error = %e, "cannot claim the job; returning it");
                 stats.returned += 1;
+                self.count_job("returned");
                 return delivery.requeue().await;
             }
         };
@@ -262,6 +268,7 @@ impl Worker {
             Outcome::Missing => {
                 tracing::error!(job = %key, "job of an unknown run dead-lettered");
                 stats.malformed += 1;
+                self.count_job("malformed");
                 return delivery.dead_letter().await;
             }
             Outcome::Refused(status) => match rules::unclaimed(status.state, &status.owner, &self.identity.worker_id) {
@@ -269,10 +276,12 @@ impl Worker {
                 Unclaimed::Duplicate => {
                     tracing::info!(job = %key, state = %status.state, "duplicate job dropped");
                     stats.duplicates += 1;
+                    self.count_job("duplicates");
                     return delivery.ack().await;
                 }
                 Unclaimed::Cancelled => {
                     stats.cancelled += 1;
+                    self.count_job("cancelled");
                     return delivery.ack().await;
                 }
             },
@@ -282,12 +291,14 @@ impl Worker {
             b.state = BeatState::Busy as i32;
             b.current = key.to_string();
         }
+        self.telemetry.set("cloudbench_worker_busy", "1 while the worker runs a batch.", &[], 1.0);
         let ran = self.run_with_grace(&key, &job, delivery.previous_deliveries, stop).await;
         {
             let mut b = beat.lock().expect("beat lock");
             b.state = BeatState::Idle as i32;
             b.current.clear();
         }
+        self.telemetry.set("cloudbench_worker_busy", "1 while the worker runs a batch.", &[], 0.0);
         match ran {
             Ran::Finished(metrics, phases) => {
                 let message = Outgoing { id: key.to_string(), kind: proto::BATCH_METRICS_TYPE, payload: metrics.encode_to_vec() };
@@ -296,10 +307,13 @@ impl Worker {
                     // The metrics are safe; the job returns and its next claim sees it again.
                     tracing::warn!(job = %key, error = %e, "cannot record the job done; returning it");
                     stats.returned += 1;
+                    self.count_job("returned");
                     return delivery.requeue().await;
                 }
                 delivery.ack().await?;
+                self.record_batch(&metrics);
                 stats.done += 1;
+                self.count_job("done");
                 beat.lock().expect("beat lock").done += 1;
                 let overhead = received.elapsed().saturating_sub(phases);
                 proto::latency::record(&mut stats.overhead, overhead.as_micros() as u64);
@@ -318,6 +332,7 @@ impl Worker {
                     tracing::error!(job = %key, platform = self.platform, error = %failure, deliveries, "job failed at its delivery limit; dead-lettered");
                     let _ = self.change(&key, &[BatchState::Running], BatchState::Failed, stop).await;
                     stats.failed += 1;
+                    self.count_job("failed");
                     beat.lock().expect("beat lock").failed += 1;
                     delivery.dead_letter().await
                 } else {
@@ -325,6 +340,7 @@ impl Worker {
                     let _ = self.change(&key, &[BatchState::Running], BatchState::Queued, stop).await;
                     pause(backoff(deliveries), stop).await;
                     stats.returned += 1;
+                    self.count_job("returned");
                     delivery.requeue().await
                 }
             }
@@ -332,8 +348,38 @@ impl Worker {
                 tracing::warn!(job = %key, "shutdown grace period over; returning the job");
                 let _ = self.change(&key, &[BatchState::Running], BatchState::Queued, stop).await;
                 stats.returned += 1;
+                self.count_job("returned");
                 delivery.requeue().await
             }
+        }
+    }
+
+    fn count_job(&self, outcome: &str) {
+        self.telemetry.add("cloudbench_worker_jobs_total", "Jobs handled, by outcome.", &[("outcome", outcome)], 1.0);
+    }
+
+    /// Adds a finished batch's phases, bytes, requests, errors and retries to the live metrics.
+    fn record_batch(&self, m: &BatchMetrics) {
+        let t = &self.telemetry;
+        let phases = [("source", &m.source), ("upload", &m.upload), ("download", &m.download), ("inference", &m.inference)];
+        for (phase, timing) in phases {
+            let Some(timing) = timing else { continue };
+            let labels = [("phase", phase)];
+            t.observe("cloudbench_worker_phase_seconds", "Wall time of a batch's phase.", &labels, control::telemetry::PHASE_SECONDS, timing.duration_ns as f64 / 1e9);
+            t.add("cloudbench_worker_requests_total", "Requests made, by phase.", &labels, timing.requests as f64);
+        }
+        for phase in ["upload", "download"] {
+            t.add("cloudbench_worker_bytes_total", "Bytes moved, by phase (the batches' planned sizes).", &[("phase", phase)], m.bytes as f64);
+        }
+        t.add("cloudbench_worker_images_total", "Images of finished batches.", &[], f64::from(m.images));
+        let phase_name = |p: i32| proto::v1::Phase::try_from(p).map_or("unknown", |p| p.as_str_name()).trim_start_matches("PHASE_").to_ascii_lowercase();
+        for c in &m.errors {
+            let phase = phase_name(c.phase);
+            t.add("cloudbench_worker_errors_total", "Failed requests, by phase and kind.", &[("phase", &phase), ("kind", &c.kind)], c.count as f64);
+        }
+        for c in &m.retries {
+            let phase = phase_name(c.phase);
+            t.add("cloudbench_worker_retries_total", "Retried requests, by phase and kind.", &[("phase", &phase), ("kind", &c.kind)], c.count as f64);
         }
     }
 

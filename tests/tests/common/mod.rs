@@ -240,6 +240,7 @@ pub fn spawn_named_worker(
         inference: None,
         store: state,
         connector,
+        telemetry: Default::default(),
     });
     (tokio::spawn(worker.run(control::consume::stopped(stop))), stop_tx)
 }
@@ -251,7 +252,7 @@ pub fn spawn_collector(
 ) -> (tokio::task::JoinHandle<analyzer::collect::CollectStats>, tokio::sync::watch::Sender<bool>) {
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let ns = ns.clone();
-    (tokio::spawn(async move { analyzer::collect::collect(&connector(), &ns, store, stop).await }), stop_tx)
+    (tokio::spawn(async move { analyzer::collect::collect(&connector(), &ns, store, stop, Default::default()).await }), stop_tx)
 }
 
 /// The longest any single wait in a system test may take.

@@ -1,0 +1,83 @@
+//! What an operator watches: the worker's and the collector's Prometheus `/metrics` (behind a bearer
+//! token), and JSON log lines, from the binaries during a real run.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use control::Broker;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `GET /metrics` on `port`, with a bearer token when given; the whole answer, head and body.
+async fn scrape(port: u16, token: Option<&str>) -> Option<String> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    s.write_all(format!("GET /metrics HTTP/1.1\r\nhost: localhost\r\n{auth}\r\n").as_bytes()).await.ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    Some(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_and_collector_serve_live_metrics_and_log_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |p: &str| dir.path().join(p);
+    let ns = namespace("observe");
+    let run_id = unique("observe");
+    dataset(&path("data"), 16, 25_000);
+    std::fs::create_dir_all(path("bucket")).unwrap();
+    std::fs::write(path("run.toml"), format!("run_id = \"{run_id}\"\nmanifest = \"data/manifest.json\"\nbatch_size = 4\n[[platform]]\nname = \"local\"\n")).unwrap();
+    let (worker_port, collector_port) = (free_port(), free_port());
+    let log = std::fs::File::create(path("worker.log")).unwrap();
+    let mut cmd = Command::new(bin("worker"));
+    cmd.args(["--namespace", ns.as_str(), "--platform", "local", "--metrics-addr", &format!("127.0.0.1:{worker_port}")])
+        .arg("--dataset-dir")
+        .arg(path("data"))
+        .arg("--storage-dir")
+        .arg(path("bucket"))
+        .env("CLOUDBENCH_LOG_FORMAT", "json")
+        .env("CLOUDBENCH_METRICS_TOKEN", "observe-token")
+        .stderr(Stdio::from(log));
+    let _worker = Child(with_cloud_env(&mut cmd).spawn().unwrap());
+    let mut cmd = Command::new(bin("analyzer"));
+    cmd.args(["collect", "--namespace", ns.as_str(), "--metrics-addr", &format!("127.0.0.1:{collector_port}"), "--store"]).arg(path("store")).stderr(Stdio::null());
+    let _collector = Child(with_cloud_env(&mut cmd).spawn().unwrap());
+    run_ok(with_cloud_env(Command::new(bin("coordinator")).args(["--namespace", ns.as_str(), "run"]).arg(path("run.toml"))));
+
+    let collected = wait_for("the collector's metrics to count 4 stored", Duration::from_secs(60), || async move {
+        scrape(collector_port, None).await.filter(|m| m.contains("cloudbench_collector_messages_total{outcome=\"stored\"} 4"))
+    })
+    .await;
+    assert!(collected.contains("cloudbench_collector_broker_connects_total ") && collected.contains("cloudbench_collector_queue_depth "), "{collected}");
+    let worker = wait_for("the worker's metrics to count 4 jobs done", Duration::from_secs(30), || async move {
+        scrape(worker_port, Some("observe-token")).await.filter(|m| m.contains("cloudbench_worker_jobs_total{outcome=\"done\"} 4"))
+    })
+    .await;
+    for expected in [
+        "cloudbench_worker_phase_seconds_count{phase=\"upload\"} 4",
+        "cloudbench_worker_phase_seconds_count{phase=\"download\"} 4",
+        "cloudbench_worker_requests_total{phase=\"upload\"} 16",
+        "cloudbench_worker_images_total 16",
+        "cloudbench_worker_bytes_total{phase=\"upload\"} 400000",
+        "cloudbench_worker_busy 0",
+    ] {
+        assert!(worker.contains(expected), "{expected} missing from:\n{worker}");
+    }
+    let refused = scrape(worker_port, None).await.unwrap();
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+
+    let logs = std::fs::read_to_string(path("worker.log")).unwrap();
+    let lines: Vec<serde_json::Value> = logs.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"))).collect();
+    assert!(lines.iter().any(|l| l["fields"]["message"] == "batch done" && l["level"] == "INFO"), "{logs}");
+    assert!(!logs.contains("observe-token"));
+
+    let broker = broker().await;
+    broker.delete(&ns, &["local".into()]).await.unwrap();
+    broker.close().await;
+}
