@@ -60,22 +60,12 @@ async fn aws_and_azure_platforms_on_their_own_storage_collect_every_batch_once()
     ];
     let started = run(Command::new(bin("coordinator")).args(["--namespace", ns.as_str(), "run"]).arg(path("run.toml")));
     assert!(started.contains("created: 10 batches, published 10"), "{started}");
-    let mut collect = Command::new(bin("analyzer"));
-    collect.args(["collect", "--namespace", ns.as_str(), "--until-complete", &run_id, "--store"]).arg(path("store")).stderr(Stdio::null());
-    let collector = Child(with_cloud_env(&mut collect).spawn().unwrap());
-    let mut collector = collector;
-    let status = wait_for("the collector to store the whole run", Duration::from_secs(180), || {
-        let done = collector.0.try_wait().unwrap();
-        async move { done }
-    })
-    .await;
-    assert!(status.success());
+    let mut collector = start_collector(&ns, &run_id, &path("store"));
+    wait_collected(&mut collector, Duration::from_secs(180)).await;
 
-    let rows: serde_json::Value =
-        serde_json::from_str(&run(Command::new(bin("analyzer")).args(["export", "--format", "json", "--run", &run_id, "--store"]).arg(path("store")))).unwrap();
-    let rows = rows.as_array().unwrap();
+    let rows = export_rows(&run_id, &path("store"));
     assert_eq!(rows.len(), 10, "every batch collected exactly once");
-    for row in rows {
+    for row in &rows {
         assert_eq!(row["errors"], 0, "every object uploaded, downloaded and verified: {row}");
         assert!(row["upload_s"].as_f64().unwrap() > 0.0 && row["download_s"].as_f64().unwrap() > 0.0);
     }

@@ -70,21 +70,12 @@ async fn every_batch_is_uploaded_downloaded_and_inferred_on_both_clouds_and_coll
     ];
     let started = run(Command::new(bin("coordinator")).args(["--namespace", ns.as_str(), "run"]).arg(path("run.toml")));
     assert!(started.contains("created: 8 batches, published 8"), "{started}");
-    let mut collect = Command::new(bin("analyzer"));
-    collect.args(["collect", "--namespace", ns.as_str(), "--until-complete", &run_id, "--store"]).arg(path("store")).stderr(Stdio::null());
-    let mut collector = Child(with_cloud_env(&mut collect).spawn().unwrap());
-    let status = wait_for("the collector to store the whole run", Duration::from_secs(300), || {
-        let done = collector.0.try_wait().unwrap();
-        async move { done }
-    })
-    .await;
-    assert!(status.success());
+    let mut collector = start_collector(&ns, &run_id, &path("store"));
+    wait_collected(&mut collector, Duration::from_secs(300)).await;
 
-    let rows: serde_json::Value =
-        serde_json::from_str(&run(Command::new(bin("analyzer")).args(["export", "--format", "json", "--run", &run_id, "--store"]).arg(path("store")))).unwrap();
-    let rows = rows.as_array().unwrap();
+    let rows = export_rows(&run_id, &path("store"));
     assert_eq!(rows.len(), 8, "every batch collected exactly once");
-    for row in rows {
+    for row in &rows {
         assert_eq!(row["errors"], 0, "every image uploaded, downloaded, verified and answered: {row}");
         assert!(row["inference_s"].as_f64().unwrap() > 0.0 && row["inference_p50_ms"].as_f64().unwrap() > 0.0, "{row}");
         assert_eq!(row["model_hash"].as_str().unwrap().len(), 64, "the answers name the model: {row}");

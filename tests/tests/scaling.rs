@@ -37,9 +37,7 @@ async fn a_scaling_run_measures_each_stage_at_its_worker_count() {
         std::fs::create_dir_all(path(&format!("bucket{n}"))).unwrap();
         Child(with_cloud_env(&mut cmd).spawn().unwrap())
     };
-    let mut collect = Command::new(bin("analyzer"));
-    collect.args(["collect", "--namespace", ns.as_str(), "--until-complete", &run_id, "--store"]).arg(path("store")).stderr(Stdio::null());
-    let mut collector = Child(with_cloud_env(&mut collect).spawn().unwrap());
+    let mut collector = start_collector(&ns, &run_id, &path("store"));
 
     let mut workers = vec![worker(1)];
     let mut run = Command::new(bin("coordinator"));
@@ -66,15 +64,8 @@ async fn a_scaling_run_measures_each_stage_at_its_worker_count() {
     assert!(next_line("stage 1 to finish").starts_with("stage 1: finished in"));
     assert_eq!(next_line("the summary"), format!("run {run_id}: 2 stages done, 0 started short"));
 
-    let status = wait_for("the collector to store the whole run", Duration::from_secs(60), || {
-        let done = collector.0.try_wait().unwrap();
-        async move { done }
-    })
-    .await;
-    assert!(status.success());
-    let rows: serde_json::Value =
-        serde_json::from_str(&run_ok(Command::new(bin("analyzer")).args(["export", "--format", "json", "--run", &run_id, "--store"]).arg(path("store")))).unwrap();
-    let rows = rows.as_array().unwrap();
+    wait_collected(&mut collector, Duration::from_secs(60)).await;
+    let rows = export_rows(&run_id, &path("store"));
     assert_eq!(rows.len(), 24, "every batch of both stages collected exactly once");
     let stage0: std::collections::BTreeSet<&str> = rows.iter().filter(|r| r["round"] == 0).map(|r| r["worker_id"].as_str().unwrap()).collect();
     assert_eq!(stage0.into_iter().collect::<Vec<_>>(), ["scaling-w1"], "stage 0 ran on its one worker");

@@ -37,9 +37,7 @@ async fn scheduled_rounds_skip_while_behind_resume_after_a_restart_and_count_onc
     dataset(&path("data"), 16, 20_000);
     std::fs::create_dir_all(path("bucket")).unwrap();
     std::fs::write(path("run.toml"), format!("run_id = \"{run_id}\"\nmanifest = \"data/manifest.json\"\nbatch_size = 4\n[[platform]]\nname = \"local\"\n")).unwrap();
-    let mut collect = Command::new(bin("analyzer"));
-    collect.args(["collect", "--namespace", ns.as_str(), "--until-complete", &run_id, "--store"]).arg(path("store")).stderr(Stdio::null());
-    let mut collector = Child(with_cloud_env(&mut collect).spawn().unwrap());
+    let mut collector = start_collector(&ns, &run_id, &path("store"));
 
     let (coordinator, lines) = schedule(ns.as_str(), &path("run.toml"));
     assert_eq!(next(&lines, "the plan"), format!("run {run_id}: 6 rounds, one every 3 s"));
@@ -70,15 +68,8 @@ async fn scheduled_rounds_skip_while_behind_resume_after_a_restart_and_count_onc
     assert_eq!(next(&lines, "round 5"), "round 5: published 4");
     assert_eq!(next(&lines, "the end"), format!("run {run_id}: schedule over, 6 rounds, 0 skipped"));
 
-    let status = wait_for("the collector to store the whole run", Duration::from_secs(60), || {
-        let done = collector.0.try_wait().unwrap();
-        async move { done }
-    })
-    .await;
-    assert!(status.success());
-    let rows: serde_json::Value =
-        serde_json::from_str(&run_ok(Command::new(bin("analyzer")).args(["export", "--format", "json", "--run", &run_id, "--store"]).arg(path("store")))).unwrap();
-    let rows = rows.as_array().unwrap();
+    wait_collected(&mut collector, Duration::from_secs(60)).await;
+    let rows = export_rows(&run_id, &path("store"));
     let keys: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["job_key"].as_str().unwrap()).collect();
     assert_eq!((rows.len(), keys.len()), (16, 16), "four published rounds of four batches, each once");
     let rounds: std::collections::BTreeSet<u64> = rows.iter().map(|r| r["round"].as_u64().unwrap()).collect();

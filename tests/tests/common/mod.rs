@@ -91,6 +91,32 @@ pub fn store_name(tag: &str) -> String {
     unique(tag).to_ascii_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-").chars().take(63).collect()
 }
 
+/// Starts `analyzer collect` into `store`, stopping by itself once `run_id` is complete and stored.
+pub fn start_collector(ns: &Namespace, run_id: &str, store: &Path) -> Child {
+    let mut collect = std::process::Command::new(bin("analyzer"));
+    collect
+        .args(["collect", "--namespace", ns.as_str(), "--until-complete", run_id, "--store"])
+        .arg(store)
+        .stderr(std::process::Stdio::null());
+    Child(with_cloud_env(&mut collect).spawn().unwrap())
+}
+
+/// Waits up to `timeout` for a collector from [`start_collector`] to finish, and checks it succeeded.
+pub async fn wait_collected(collector: &mut Child, timeout: Duration) {
+    let status = wait_for("the collector to store the whole run", timeout, || {
+        let done = collector.0.try_wait().unwrap();
+        async move { done }
+    })
+    .await;
+    assert!(status.success(), "the collector failed: {status}");
+}
+
+/// The run's per-batch rows, as `analyzer export --format json` writes them.
+pub fn export_rows(run_id: &str, store: &Path) -> Vec<serde_json::Value> {
+    let out = run_ok(std::process::Command::new(bin("analyzer")).args(["export", "--format", "json", "--run", run_id, "--store"]).arg(store));
+    serde_json::from_str(&out).unwrap()
+}
+
 /// Runs a binary with the services' addresses set and returns its standard output; fails the test,
 /// with its standard error, when it exits unsuccessfully.
 pub fn run_ok(cmd: &mut std::process::Command) -> String {
