@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_sagemakerruntime::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_sagemakerruntime::config::Region;
 use aws_sdk_sagemakerruntime::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use bytes::Bytes;
 use detector::PostOptions;
@@ -360,26 +360,14 @@ impl SageMakerInvoker {
         if config.endpoint_name.is_empty() {
             return Err("sagemaker: no endpoint name".into());
         }
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring))
-            .build_https();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http)
-            .retry_config(aws_sdk_sagemakerruntime::config::retry::RetryConfig::disabled())
-            .timeout_config(aws_sdk_sagemakerruntime::config::timeout::TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).build());
-        if let Some(region) = &config.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        if let Some(profile) = &config.profile {
-            loader = loader.profile_name(profile);
-        }
-        if let Some(url) = &config.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        if let Some((id, secret)) = &config.credentials {
-            loader = loader.credentials_provider(Credentials::new(id, secret.expose(), None, None, "cloudbench"));
-        }
-        let shared = loader.load().await;
+        let credentials = config.credentials.as_ref().map(|(id, secret)| storage::StaticCredentials { access_key_id: id.clone(), secret_access_key: secret.clone() });
+        let shared = storage::aws_sdk_config(storage::AwsAccess {
+            region: config.region.as_deref(),
+            profile: config.profile.as_deref(),
+            endpoint_url: config.endpoint_url.as_deref(),
+            credentials: credentials.as_ref(),
+        })
+        .await;
         let mut builder = aws_sdk_sagemakerruntime::config::Builder::from(&shared);
         if shared.region().is_none() {
             if shared.endpoint_url().is_none() {

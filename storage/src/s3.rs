@@ -96,6 +96,41 @@ impl S3Config {
     }
 }
 
+/// Where and as whom an AWS client connects.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AwsAccess<'a> {
+    pub region: Option<&'a str>,
+    pub profile: Option<&'a str>,
+    pub endpoint_url: Option<&'a str>,
+    /// Static keys given in code; the standard chain when absent.
+    pub credentials: Option<&'a StaticCredentials>,
+}
+
+/// The SDK configuration every AWS client of this project uses (S3 here, the SageMaker runtime in
+/// the endpoint crate): TLS through rustls with ring, the SDK's retries off (callers retry through
+/// [`crate::RetryPolicy`] and count each), a 5 s connect timeout, and the standard credential chain
+/// unless keys are given.
+pub async fn aws_sdk_config(access: AwsAccess<'_>) -> aws_config::SdkConfig {
+    let http = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring)).build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).build());
+    if let Some(region) = access.region {
+        loader = loader.region(Region::new(region.to_owned()));
+    }
+    if let Some(profile) = access.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = access.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some(c) = access.credentials {
+        loader = loader.credentials_provider(Credentials::new(&c.access_key_id, c.secret_access_key.expose(), None, None, "cloudbench"));
+    }
+    loader.load().await
+}
+
 /// A bucket (and optional key prefix) on S3 or an S3-compatible server.
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -113,32 +148,13 @@ impl S3Store {
         if config.part_size < 5 * MIB || config.part_concurrency == 0 {
             return Err(StorageError::new(ErrorKind::Other, "s3: part_size must be at least 5 MiB and part_concurrency at least 1"));
         }
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
-            .build_https();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http)
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).build());
-        if let Some(region) = &config.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        if let Some(profile) = &config.profile {
-            loader = loader.profile_name(profile);
-        }
-        if let Some(url) = &config.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        if let Some(c) = &config.credentials {
-            loader = loader.credentials_provider(Credentials::new(
-                &c.access_key_id,
-                c.secret_access_key.expose(),
-                None,
-                None,
-                "cloudbench",
-            ));
-        }
-        let shared = loader.load().await;
+        let shared = aws_sdk_config(AwsAccess {
+            region: config.region.as_deref(),
+            profile: config.profile.as_deref(),
+            endpoint_url: config.endpoint_url.as_deref(),
+            credentials: config.credentials.as_ref(),
+        })
+        .await;
         // The worker verifies every object against the manifest's SHA-256 end to end; S3's own
         // response checksums would hash every byte a second time (and make some servers stream
         // their answers in small writes).
