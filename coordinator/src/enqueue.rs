@@ -174,16 +174,19 @@ pub async fn start_run(
 pub async fn cancel_run(store: &dyn RunStore, run_id: &str) -> Result<u64, StateError> {
     store.set_cancelled(run_id, true).await?;
     let open = store.batches_in(run_id, control::state::rules::CANCEL_FROM).await?;
-    let changes: Vec<Change> = open
-        .into_iter()
-        .map(|(batch, _)| Change {
-            batch,
-            from: control::state::rules::CANCEL_FROM,
-            to: BatchState::Cancelled,
-            owner: String::new(),
-            bump_attempt: false,
-        })
-        .collect();
+    cancel_batches(store, run_id, open.into_iter().map(|(batch, _)| batch), control::state::rules::CANCEL_FROM).await
+}
+
+/// Moves `batches` from any of the states `from` to `cancelled`, a chunk at a time; returns how many
+/// moved (a batch that left those states meanwhile is left as it is).
+pub async fn cancel_batches(
+    store: &dyn RunStore,
+    run_id: &str,
+    batches: impl IntoIterator<Item = BatchRef>,
+    from: &'static [BatchState],
+) -> Result<u64, StateError> {
+    let changes: Vec<Change> =
+        batches.into_iter().map(|batch| Change { batch, from, to: BatchState::Cancelled, owner: String::new(), bump_attempt: false }).collect();
     let mut cancelled = 0;
     for chunk in changes.chunks(CHUNK) {
         let outcomes = store.transition(run_id, chunk, control::now_ms()).await?;

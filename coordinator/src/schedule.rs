@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use control::state::{BatchState, Change, Outcome};
+use control::state::BatchState;
 use control::{Broker, Namespace, RunStore};
 use serde::Serialize;
 
@@ -115,12 +115,7 @@ pub async fn run_schedule(
         };
         let outcome = match skip {
             Some(reason) => {
-                let changes: Vec<Change> = pending
-                    .into_iter()
-                    .map(|(batch, _)| Change { batch, from: &[BatchState::Pending], to: BatchState::Cancelled, owner: String::new(), bump_attempt: false })
-                    .collect();
-                let outcomes = store.transition(run_id, &changes, control::now_ms()).await?;
-                debug_assert!(outcomes.iter().all(|o| matches!(o, Outcome::Applied(_))));
+                enqueue::cancel_batches(store, run_id, pending.into_iter().map(|(batch, _)| batch), &[BatchState::Pending]).await?;
                 RoundOutcome::Skipped { round, reason }
             }
             None => {
