@@ -31,6 +31,13 @@ pub enum EnqueueError {
     Broker(#[from] BrokerError),
 }
 
+impl EnqueueError {
+    /// The broker or the run-state store went away: the same call can succeed once it is back.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::State(StateError::Unavailable(_)) | Self::Broker(BrokerError::Unreachable { .. } | BrokerError::Lost(_)))
+    }
+}
+
 /// What starting a run did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct EnqueueReport {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use control::{AmqpBroker, Broker, Namespace, RedisStore, RunStore};
-use coordinator::enqueue::{self, EnqueueOptions};
+use coordinator::enqueue::{self, EnqueueError, EnqueueOptions};
 use coordinator::manifest::Manifest;
 use coordinator::spec::RunSpec;
 use coordinator::status::{self, StatusView};
@@ -273,21 +273,50 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let schedule = coordinator::schedule::Schedule::new(every, duration).map_err(anyhow::Error::msg)?;
             let manifest = Manifest::load(&spec.manifest)?;
             let store = RedisStore::connect(&cli.services.redis_url, ns.clone()).await?;
-            let broker = AmqpBroker::connect(&cli.services.amqp_url).await?;
+            let mut broker = AmqpBroker::connect(&cli.services.amqp_url).await?;
             println!("run {run_id}: {} rounds, one every {} s", schedule.rounds, every.as_secs_f64());
-            let outcomes = coordinator::schedule::run_schedule(&broker, &store, &ns, &run_id, &spec, &manifest, &EnqueueOptions::default(), schedule, |o| {
-                use coordinator::schedule::RoundOutcome;
-                match o {
-                    RoundOutcome::Published { round, published } => println!("round {round}: published {published}"),
-                    RoundOutcome::Skipped { round, reason } => println!("round {round}: skipped: {reason}"),
-                    RoundOutcome::Handled { round } => println!("round {round}: handled before"),
+            // A week-long schedule outlives broker and Redis restarts: on a lost connection it waits,
+            // reconnects and resumes the same schedule (rounds already handled are left as they are).
+            let mut said = std::collections::BTreeMap::new();
+            let mut attempt = 0;
+            loop {
+                let handled = said.len();
+                let outcomes = coordinator::schedule::run_schedule(&broker, &store, &ns, &run_id, &spec, &manifest, &EnqueueOptions::default(), schedule, |o| {
+                    use coordinator::schedule::RoundOutcome;
+                    if said.contains_key(&o.round()) {
+                        return;
+                    }
+                    said.insert(o.round(), o.clone());
+                    match o {
+                        RoundOutcome::Published { round, published } => println!("round {round}: published {published}"),
+                        RoundOutcome::Skipped { round, reason } => println!("round {round}: skipped: {reason}"),
+                        RoundOutcome::Handled { round } => println!("round {round}: handled before"),
+                    }
+                })
+                .await;
+                match outcomes {
+                    Ok(_) => break,
+                    Err(e) if e.is_transient() => {
+                        attempt = if said.len() > handled { 0 } else { attempt + 1 };
+                        let pause = control::consume::backoff(attempt);
+                        eprintln!("warning: {e}; resuming the schedule in {:.1} s", pause.as_secs_f64());
+                        tokio::time::sleep(pause).await;
+                        if matches!(e, EnqueueError::Broker(_)) {
+                            match AmqpBroker::connect(&cli.services.amqp_url).await {
+                                Ok(fresh) => std::mem::replace(&mut broker, fresh).close().await,
+                                Err(e) => eprintln!("warning: {e}"),
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        broker.close().await;
+                        return Err(e.into());
+                    }
                 }
-            })
-            .await;
+            }
             broker.close().await;
-            let outcomes = outcomes?;
-            let skipped = outcomes.iter().filter(|o| matches!(o, coordinator::schedule::RoundOutcome::Skipped { .. })).count();
-            println!("run {run_id}: schedule over, {} rounds, {skipped} skipped", outcomes.len());
+            let skipped = said.values().filter(|o| matches!(o, coordinator::schedule::RoundOutcome::Skipped { .. })).count();
+            println!("run {run_id}: schedule over, {} rounds, {skipped} skipped", said.len());
         }
         Command::Status { run_id, json, watch } => {
             let store = RedisStore::connect(&cli.services.redis_url, ns.clone()).await?;

@@ -2,7 +2,8 @@
 //! `created + r × every`, for as many rounds as fit in the duration.
 //!
 //! Round `r` is published at its time unless an earlier round still has batches queued or running
-//! (the platform is not keeping up), or its whole slot went by while the coordinator was down; then it
+//! (the platform is not keeping up), or its whole slot went by before it could be published (no
+//! coordinator running, or the broker or the run-state store unreachable); then it
 //! is skipped: its batches are recorded `cancelled`, never published, and said so. The schedule's clock
 //! is the run's creation time in the run-state store, so a restarted coordinator resumes the same
 //! schedule: rounds already published or skipped are left as they are.
@@ -66,6 +67,14 @@ pub enum RoundOutcome {
     Handled { round: u32 },
 }
 
+impl RoundOutcome {
+    pub fn round(&self) -> u32 {
+        match self {
+            Self::Published { round, .. } | Self::Skipped { round, .. } | Self::Handled { round } => *round,
+        }
+    }
+}
+
 const IN_FLIGHT: &[BatchState] = &[BatchState::Enqueuing, BatchState::Queued, BatchState::Running];
 
 /// Runs the schedule to its last round (it does not wait for that round to finish).
@@ -107,7 +116,7 @@ pub async fn run_schedule(
         let late = control::now_ms() - due;
         let behind = store.batches_in(run_id, IN_FLIGHT).await?.iter().filter(|(b, _)| b.round < round).count();
         let skip = if late >= every_ms {
-            Some(format!("its slot passed {} s ago while no coordinator was running", late / 1000))
+            Some(format!("its slot passed {} s ago before it could be published (no coordinator running, or the broker or run-state store unreachable)", late / 1000))
         } else if behind > 0 {
             Some(format!("{behind} batches of earlier rounds are still queued or running"))
         } else {

@@ -10,10 +10,6 @@ use common::*;
 use control::Broker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// `GET /metrics` on `port`, with a bearer token when given; the whole answer, head and body.
 async fn scrape(port: u16, token: Option<&str>) -> Option<String> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
@@ -35,16 +31,15 @@ async fn worker_and_collector_serve_live_metrics_and_log_json() {
     std::fs::write(path("run.toml"), format!("run_id = \"{run_id}\"\nmanifest = \"data/manifest.json\"\nbatch_size = 4\n[[platform]]\nname = \"local\"\n")).unwrap();
     let (worker_port, collector_port) = (free_port(), free_port());
     let log = std::fs::File::create(path("worker.log")).unwrap();
-    let mut cmd = Command::new(bin("worker"));
-    cmd.args(["--namespace", ns.as_str(), "--platform", "local", "--metrics-addr", &format!("127.0.0.1:{worker_port}")])
-        .arg("--dataset-dir")
-        .arg(path("data"))
-        .arg("--storage-dir")
-        .arg(path("bucket"))
-        .env("CLOUDBENCH_LOG_FORMAT", "json")
-        .env("CLOUDBENCH_METRICS_TOKEN", "observe-token")
-        .stderr(Stdio::from(log));
-    let _worker = Child(with_cloud_env(&mut cmd).spawn().unwrap());
+    let _worker = Child(
+        local_worker(&ns, &path("data"), &path("bucket"))
+            .args(["--metrics-addr", &format!("127.0.0.1:{worker_port}")])
+            .env("CLOUDBENCH_LOG_FORMAT", "json")
+            .env("CLOUDBENCH_METRICS_TOKEN", "observe-token")
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    );
     let mut cmd = Command::new(bin("analyzer"));
     cmd.args(["collect", "--namespace", ns.as_str(), "--metrics-addr", &format!("127.0.0.1:{collector_port}"), "--store"]).arg(path("store")).stderr(Stdio::null());
     let _collector = Child(with_cloud_env(&mut cmd).spawn().unwrap());

@@ -27,15 +27,7 @@ async fn a_scaling_run_measures_each_stage_at_its_worker_count() {
     )
     .unwrap();
     let worker = |n: usize| {
-        let mut cmd = Command::new(bin("worker"));
-        cmd.args(["--namespace", ns.as_str(), "--platform", "local", "--heartbeat-secs", "1", "--worker-id", &format!("scaling-w{n}")])
-            .arg("--dataset-dir")
-            .arg(path("data"))
-            .arg("--storage-dir")
-            .arg(path(&format!("bucket{n}")))
-            .stderr(Stdio::null());
-        std::fs::create_dir_all(path(&format!("bucket{n}"))).unwrap();
-        Child(with_cloud_env(&mut cmd).spawn().unwrap())
+        Child(local_worker(&ns, &path("data"), &path(&format!("bucket{n}"))).args(["--worker-id", &format!("scaling-w{n}")]).spawn().unwrap())
     };
     let mut collector = start_collector(&ns, &run_id, &path("store"));
 

@@ -93,12 +93,33 @@ pub fn store_name(tag: &str) -> String {
 
 /// Starts `analyzer collect` into `store`, stopping by itself once `run_id` is complete and stored.
 pub fn start_collector(ns: &Namespace, run_id: &str, store: &Path) -> Child {
+    Child(collector_command(ns, run_id, store).spawn().unwrap())
+}
+
+/// `analyzer collect --until-complete RUN` into `store`, with the services' addresses set.
+pub fn collector_command(ns: &Namespace, run_id: &str, store: &Path) -> std::process::Command {
     let mut collect = std::process::Command::new(bin("analyzer"));
     collect
         .args(["collect", "--namespace", ns.as_str(), "--until-complete", run_id, "--store"])
         .arg(store)
         .stderr(std::process::Stdio::null());
-    Child(with_cloud_env(&mut collect).spawn().unwrap())
+    with_cloud_env(&mut collect);
+    collect
+}
+
+/// The `worker` binary of platform `local`: images from `data`, uploads into `bucket` (created), a
+/// heartbeat every second, the services' addresses set, its log discarded.
+pub fn local_worker(ns: &Namespace, data: &Path, bucket: &Path) -> std::process::Command {
+    std::fs::create_dir_all(bucket).unwrap();
+    let mut cmd = std::process::Command::new(bin("worker"));
+    cmd.args(["--namespace", ns.as_str(), "--platform", "local", "--heartbeat-secs", "1"])
+        .arg("--dataset-dir")
+        .arg(data)
+        .arg("--storage-dir")
+        .arg(bucket)
+        .stderr(std::process::Stdio::null());
+    with_cloud_env(&mut cmd);
+    cmd
 }
 
 /// Waits up to `timeout` for a collector from [`start_collector`] to finish, and checks it succeeded.
@@ -398,5 +419,130 @@ impl World {
         }
         assert!(counts.values().all(|n| *n == 1), "a job key stored twice: {counts:?}");
         counts
+    }
+}
+
+/// A Redis server of this test's own, with an append-only file so that a restart keeps the run state.
+pub struct PrivateRedis {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut redis = Self { dir: tempfile::tempdir().unwrap(), port, child: None };
+        redis.restart();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        self.child = Some(Child(child));
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("private redis-server did not start on port {}", self.port);
+    }
+
+    pub fn kill(&mut self) {
+        self.child = None;
+    }
+}
+
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A RabbitMQ node of this test's own (its own node name, ports and data folder), so that the test
+/// can stop and start it without touching the broker every other test uses. Its quorum queues and
+/// persistent messages live in the data folder and survive a restart, as on a real server.
+pub struct PrivateRabbit {
+    dir: tempfile::TempDir,
+    node: String,
+    port: u16,
+    dist_port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRabbit {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("enabled_plugins"), "[].").unwrap();
+        let node = format!("{}@localhost", unique("cbtest"));
+        let mut rabbit = Self { dir, node, port: free_port(), dist_port: free_port(), child: None };
+        rabbit.launch();
+        rabbit
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://127.0.0.1:{}/%2f", self.port)
+    }
+
+    fn launch(&mut self) {
+        let at = |name: &str| self.dir.path().join(name);
+        let child = std::process::Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
+            .env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", at("mnesia"))
+            .env("RABBITMQ_LOG_BASE", at("log"))
+            .env("RABBITMQ_PID_FILE", at("pid"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", at("enabled_plugins"))
+            .env("RABBITMQ_CONFIG_FILE", at("rabbitmq"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", at("advanced.config"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("rabbitmq-server must be installed (scripts/test.sh installs it)");
+        self.child = Some(Child(child));
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("private RabbitMQ node {} did not listen on port {} within 90 s; logs in {}", self.node, self.port, at("log").display());
+    }
+
+    /// Stops the node the way a service manager does (SIGTERM, waiting for it to exit).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while child.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            // Dropping the child kills what is left of it.
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+}
+
+impl Drop for PrivateRabbit {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
