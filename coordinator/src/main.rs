@@ -363,7 +363,7 @@ fn print_stage(event: coordinator::stages::StageEvent) {
 async fn view(store: &dyn RunStore, run_id: &str) -> anyhow::Result<StatusView> {
     let Some(run) = store.progress(run_id).await? else { bail!("run {run_id} not found") };
     let workers = status::workers_by_platform(&store.heartbeats().await?);
-    Ok(StatusView { complete: run.is_complete(), run, workers })
+    Ok(StatusView::new(run, workers, control::now_ms()))
 }
 
 /// Shows live progress until the run completes: bars on a terminal, a table every 10 s otherwise.
@@ -375,8 +375,24 @@ async fn follow(store: &dyn RunStore, run_id: &str) -> anyhow::Result<()> {
         .expect("valid template")
         .progress_chars("=> ");
     let mut last_table = std::time::Instant::now() - Duration::from_secs(60);
+    // Batches finished per platform over the last minute: the pace shown is the recent one.
+    let mut samples: std::collections::VecDeque<(i64, std::collections::BTreeMap<String, u64>)> = Default::default();
     loop {
-        let view = view(store, run_id).await?;
+        let mut view = view(store, run_id).await?;
+        let now = control::now_ms();
+        samples.push_back((now, view.run.platforms.iter().map(|(p, c)| (p.clone(), status::worked_and_left(c).0)).collect()));
+        while samples.front().is_some_and(|(t, _)| now - t > 60_000) {
+            samples.pop_front();
+        }
+        if let Some((then, before)) = samples.front().filter(|(t, _)| now - t >= 10_000) {
+            for (platform, counts) in &view.run.platforms {
+                let (worked, left) = status::worked_and_left(counts);
+                let recent = worked.saturating_sub(before.get(platform).copied().unwrap_or(0));
+                if let Some(pace) = status::Pace::new(recent as f64, now - then, left) {
+                    view.pace.insert(platform.clone(), pace);
+                }
+            }
+        }
         if tty {
             for (platform, counts) in &view.run.platforms {
                 let bar = by_platform.entry(platform.clone()).or_insert_with(|| {
@@ -390,7 +406,10 @@ async fn follow(store: &dyn RunStore, run_id: &str) -> anyhow::Result<()> {
                 use control::state::BatchState::*;
                 bar.set_position(get(Done) + get(Failed) + get(Cancelled));
                 let w = view.workers.get(platform).cloned().unwrap_or_default();
-                bar.set_message(format!("running {} failed {} · workers {}/{}", get(Running), get(Failed), w.busy, w.live));
+                let pace = view.pace.get(platform).map_or(String::new(), |p| {
+                    format!(" · {:.1}/min eta {}", p.batches_per_min, p.eta_secs.map_or("-".into(), |s| format!("{:.0}s", s)))
+                });
+                bar.set_message(format!("running {} failed {} · workers {}/{} · errors {}{pace}", get(Running), get(Failed), w.busy, w.live, w.errors));
             }
         } else if last_table.elapsed() >= Duration::from_secs(10) || view.complete {
             print!("{}", status::render(&view, control::now_ms()));

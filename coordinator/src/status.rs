@@ -12,6 +12,49 @@ use serde::Serialize;
 pub struct PlatformWorkers {
     pub live: u32,
     pub busy: u32,
+    /// Errors the live workers met so far (failed requests and failed platform calls).
+    pub errors: u64,
+    /// The latest error of each live worker that had one, newest first.
+    pub recent_errors: Vec<RecentError>,
+}
+
+/// A worker's latest error, as its heartbeat carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecentError {
+    pub worker: String,
+    pub at_unix_ms: i64,
+    pub message: String,
+}
+
+/// How fast a platform gets through its batches, and when it will be done at that pace.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Pace {
+    pub batches_per_min: f64,
+    /// Seconds until the batches still to run are done; absent while nothing has finished.
+    pub eta_secs: Option<f64>,
+}
+
+impl Pace {
+    /// `finished` batches over `elapsed_ms`, `left` to go.
+    pub fn new(finished: f64, elapsed_ms: i64, left: u64) -> Option<Self> {
+        if elapsed_ms <= 0 {
+            return None;
+        }
+        let per_sec = finished / (elapsed_ms as f64 / 1000.0);
+        let eta_secs = (per_sec > 0.0).then(|| left as f64 / per_sec);
+        Some(Self { batches_per_min: per_sec * 60.0, eta_secs })
+    }
+}
+
+/// Batches of a platform that are over: done, failed or cancelled.
+pub fn finished(counts: &BTreeMap<BatchState, u64>) -> u64 {
+    [BatchState::Done, BatchState::Failed, BatchState::Cancelled].iter().map(|s| counts.get(s).copied().unwrap_or(0)).sum()
+}
+
+/// A platform's batches worked through (done or failed; cancelled ones never ran) and still to run.
+pub fn worked_and_left(counts: &BTreeMap<BatchState, u64>) -> (u64, u64) {
+    let get = |s| counts.get(&s).copied().unwrap_or(0);
+    (get(BatchState::Done) + get(BatchState::Failed), counts.values().sum::<u64>() - finished(counts))
 }
 
 /// Everything `status` shows.
@@ -21,18 +64,45 @@ pub struct StatusView {
     pub run: RunProgress,
     pub complete: bool,
     pub workers: BTreeMap<String, PlatformWorkers>,
+    /// Per platform, over the run so far (or, under `--watch`, over the last minute).
+    pub pace: BTreeMap<String, Pace>,
 }
 
-/// Counts live and busy workers per platform from encoded heartbeats; undecodable ones are skipped.
+impl StatusView {
+    /// The view at `now_ms`, with each platform's pace over the run since its first batch started.
+    pub fn new(run: RunProgress, workers: BTreeMap<String, PlatformWorkers>, now_ms: i64) -> Self {
+        let mut pace = BTreeMap::new();
+        if let Some(started) = run.started_unix_ms {
+            let end = run.finished_unix_ms.unwrap_or(now_ms);
+            for (platform, counts) in &run.platforms {
+                let (worked, left) = worked_and_left(counts);
+                if let Some(p) = Pace::new(worked as f64, end - started, left) {
+                    pace.insert(platform.clone(), p);
+                }
+            }
+        }
+        Self { complete: run.is_complete(), run, workers, pace }
+    }
+}
+
+/// Counts live and busy workers per platform from encoded heartbeats, with their errors; undecodable
+/// heartbeats are skipped.
 pub fn workers_by_platform(heartbeats: &[Vec<u8>]) -> BTreeMap<String, PlatformWorkers> {
     let mut by_platform: BTreeMap<String, PlatformWorkers> = BTreeMap::new();
     for beat in heartbeats.iter().filter_map(|b| WorkerHeartbeat::decode(b.as_slice()).ok()) {
-        let platform = beat.worker.map(|w| w.platform).unwrap_or_default();
+        let (platform, worker) = beat.worker.map(|w| (w.platform, w.worker_id)).unwrap_or_default();
         let entry = by_platform.entry(platform).or_default();
         entry.live += 1;
         if beat.state == proto::v1::worker_heartbeat::State::Busy as i32 {
             entry.busy += 1;
         }
+        entry.errors += beat.errors;
+        if !beat.last_error.is_empty() {
+            entry.recent_errors.push(RecentError { worker, at_unix_ms: beat.last_error_unix_ms, message: beat.last_error });
+        }
+    }
+    for entry in by_platform.values_mut() {
+        entry.recent_errors.sort_by_key(|e| std::cmp::Reverse(e.at_unix_ms));
     }
     by_platform
 }
@@ -62,7 +132,7 @@ pub fn render(view: &StatusView, now_ms: i64) -> String {
     for c in columns {
         out.push_str(&format!("{:>10}", c.as_str()));
     }
-    out.push_str(&format!("{:>10}{:>8}\n", "workers", "done%"));
+    out.push_str(&format!("{:>10}{:>8}{:>9}{:>9}{:>8}\n", "workers", "done%", "per min", "eta", "errors"));
     for (platform, counts) in &run.platforms {
         let total: u64 = counts.values().sum();
         out.push_str(&format!("{platform:<16}"));
@@ -72,10 +142,26 @@ pub fn render(view: &StatusView, now_ms: i64) -> String {
         let w = view.workers.get(platform).cloned().unwrap_or_default();
         let done = counts.get(&BatchState::Done).copied().unwrap_or(0);
         let pct = if total == 0 { 0.0 } else { 100.0 * done as f64 / total as f64 };
-        out.push_str(&format!("{:>10}{pct:>7.1}%\n", format!("{}/{}", w.busy, w.live)));
+        let (rate, eta) = match view.pace.get(platform) {
+            Some(p) => (format!("{:.1}", p.batches_per_min), p.eta_secs.map_or("-".to_owned(), |s| duration((s * 1000.0) as i64))),
+            None => ("-".to_owned(), "-".to_owned()),
+        };
+        let eta = if finished(counts) == total { "done".to_owned() } else { eta };
+        out.push_str(&format!("{:>10}{pct:>7.1}%{rate:>9}{eta:>9}{:>8}\n", format!("{}/{}", w.busy, w.live), w.errors));
+    }
+    let recent: Vec<(&String, &RecentError)> =
+        view.workers.iter().flat_map(|(platform, w)| w.recent_errors.iter().take(RECENT_ERRORS).map(move |e| (platform, e))).collect();
+    if !recent.is_empty() {
+        out.push_str("recent errors:\n");
+        for (platform, e) in recent {
+            out.push_str(&format!("  {platform:<14} {:<20} {:>7} ago  {}\n", e.worker, duration(now_ms - e.at_unix_ms), e.message));
+        }
     }
     out
 }
+
+/// Recent errors shown per platform.
+const RECENT_ERRORS: usize = 3;
 
 #[cfg(test)]
 mod tests {
@@ -86,8 +172,7 @@ mod tests {
         let mut platforms = BTreeMap::new();
         platforms.insert("aws".to_owned(), BTreeMap::from([(BatchState::Done, 3), (BatchState::Queued, 1)]));
         platforms.insert("azure".to_owned(), BTreeMap::from([(BatchState::Running, 2), (BatchState::Failed, 2)]));
-        let view = StatusView {
-            run: RunProgress {
+        let run = RunProgress {
                 run_id: "r".into(),
                 total: 8,
                 created_unix_ms: 0,
@@ -95,14 +180,28 @@ mod tests {
                 finished_unix_ms: None,
                 cancelled: false,
                 platforms,
-            },
-            complete: false,
-            workers: BTreeMap::from([("aws".to_owned(), PlatformWorkers { live: 2, busy: 1 })]),
         };
-        let text = render(&view, 62_000);
-        assert!(text.starts_with("run r · 8 batches · running for 1m01s\n"), "{text}");
+        let beat = |id: &str, errors: u64, last: &str, at: i64| {
+            WorkerHeartbeat {
+                worker: Some(proto::v1::WorkerIdentity { worker_id: id.into(), platform: "aws".into(), ..Default::default() }),
+                state: proto::v1::worker_heartbeat::State::Busy as i32,
+                errors,
+                last_error: last.into(),
+                last_error_unix_ms: at,
+                ..Default::default()
+            }
+            .encode_to_vec()
+        };
+        let workers = workers_by_platform(&[beat("w1", 2, "batch r/0/aws/1: 2 failed requests (2 timeout)", 50_000), beat("w2", 0, "", 0), b"junk".to_vec()]);
+        let view = StatusView::new(run, workers, 61_000);
+        let text = render(&view, 61_000);
+        assert!(text.starts_with("run r · 8 batches · running for 1m00s\n"), "{text}");
         let aws = text.lines().find(|l| l.starts_with("aws")).unwrap();
-        assert!(aws.contains("1/2") && aws.trim_end().ends_with("75.0%"), "{aws}");
-        assert!(text.lines().any(|l| l.starts_with("azure")));
+        // 3 of 4 finished in 60 s: 3 per minute, the last one due in 20 s; 2 errors.
+        let cells: Vec<String> = aws.split_whitespace().map(String::from).collect();
+        assert_eq!(cells[8..], ["2/2", "75.0%", "3.0", "20s", "2"], "{aws}");
+        let azure: Vec<String> = text.lines().find(|l| l.starts_with("azure")).unwrap().split_whitespace().map(String::from).collect();
+        assert_eq!(azure[8..], ["0/0", "0.0%", "2.0", "1m00s", "0"], "{azure:?}");
+        assert!(text.contains("recent errors:\n  aws            w1                       11s ago  batch r/0/aws/1: 2 failed requests (2 timeout)\n"), "{text}");
     }
 }

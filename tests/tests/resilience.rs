@@ -25,6 +25,14 @@ async fn a_job_that_keeps_failing_is_dead_lettered_at_its_limit_and_marked_faile
         (world.broker.depth(&world.ns.dead_letter_queue()).await.unwrap() == 1).then_some(())
     })
     .await;
+    // `coordinator status` shows the platform's errors and the latest one, from the heartbeats.
+    let status = wait_for("the worker's errors in the status", WAIT, || async {
+        let out = run_ok(Command::new(bin("coordinator")).args(["--namespace", world.ns.as_str(), "status", &run_id]));
+        out.lines().any(|l| l.starts_with("aws") && l.trim_end().ends_with(" 3")).then_some(out)
+    })
+    .await;
+    let recent = status.lines().skip_while(|l| *l != "recent errors:").nth(1).unwrap_or_default().to_owned();
+    assert!(recent.trim_start().starts_with("aws") && recent.contains(&format!("batch {run_id}/0/aws/0: ")), "{status}");
     let stats = finish(worker).await;
     assert_eq!((stats.failed, stats.returned, stats.done), (1, 2, 0), "returned twice, given up on the third delivery");
 

@@ -109,6 +109,17 @@ struct Beat {
     current: String,
     done: u64,
     failed: u64,
+    errors: u64,
+    last_error: String,
+    last_error_unix_ms: i64,
+}
+
+impl Beat {
+    fn error(&mut self, count: u64, line: String) {
+        self.errors += count;
+        self.last_error = line;
+        self.last_error_unix_ms = control::now_ms();
+    }
 }
 
 /// Result of running one job's phases.
@@ -173,6 +184,9 @@ impl Worker {
                     jobs_failed: b.failed,
                     started_unix_ms: started,
                     sent_unix_ms: control::now_ms(),
+                    errors: b.errors,
+                    last_error: b.last_error.clone(),
+                    last_error_unix_ms: b.last_error_unix_ms,
                 }
                 .encode_to_vec()
             };
@@ -314,7 +328,15 @@ impl Worker {
                 self.record_batch(&metrics);
                 stats.done += 1;
                 self.count_job("done");
-                beat.lock().expect("beat lock").done += 1;
+                {
+                    let mut b = beat.lock().expect("beat lock");
+                    b.done += 1;
+                    let errors: u64 = metrics.errors.iter().map(|c| c.count).sum();
+                    if errors > 0 {
+                        let kinds: Vec<String> = metrics.errors.iter().map(|c| format!("{} {}", c.count, c.kind)).collect();
+                        b.error(errors, format!("batch {key}: {errors} failed requests ({})", kinds.join(", ")));
+                    }
+                }
                 let overhead = received.elapsed().saturating_sub(phases);
                 proto::latency::record(&mut stats.overhead, overhead.as_micros() as u64);
                 tracing::info!(
@@ -328,6 +350,7 @@ impl Worker {
             }
             Ran::PlatformFailed(failure) => {
                 let deliveries = delivery.previous_deliveries + 1;
+                beat.lock().expect("beat lock").error(1, format!("batch {key}: {failure}"));
                 if job.max_deliveries > 0 && deliveries >= job.max_deliveries {
                     tracing::error!(job = %key, platform = self.platform, error = %failure, deliveries, "job failed at its delivery limit; dead-lettered");
                     let _ = self.change(&key, &[BatchState::Running], BatchState::Failed, stop).await;
