@@ -15,6 +15,7 @@
 
 pub mod enqueue;
 pub mod manifest;
+pub mod observe;
 pub mod plan;
 pub mod schedule;
 pub mod seed;

@@ -1,9 +1,11 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use control::telemetry::Registry;
 use control::{AmqpBroker, Broker, Namespace, RedisStore, RunStore};
 use coordinator::enqueue::{self, EnqueueError, EnqueueOptions};
 use coordinator::manifest::Manifest;
@@ -45,6 +47,41 @@ struct Services {
     /// Prefix of every queue and key, so deployments sharing servers never collide.
     #[arg(long, env = "CLOUDBENCH_NAMESPACE", default_value = Namespace::DEFAULT, global = true)]
     namespace: String,
+    /// While `run`, `schedule` or `status --watch` follows a run, serves Prometheus metrics at
+    /// http://ADDR/metrics: batches by platform and state, queue depths, workers, errors, rounds (a
+    /// bearer token is required when CLOUDBENCH_METRICS_TOKEN is set).
+    #[arg(long, env = "CLOUDBENCH_METRICS_ADDR", global = true)]
+    metrics_addr: Option<std::net::SocketAddr>,
+}
+
+impl Services {
+    /// Starts serving `/metrics` and recording `run_id` into it when `--metrics-addr` is given; the
+    /// recording stops when the returned guard is dropped.
+    async fn observe(&self, ns: &Namespace, store: &RedisStore, run_id: &str) -> anyhow::Result<Option<(Arc<Registry>, AbortOnDrop)>> {
+        let Some(addr) = self.metrics_addr else { return Ok(None) };
+        let registry = Arc::new(Registry::default());
+        let token = std::env::var("CLOUDBENCH_METRICS_TOKEN").ok().filter(|t| !t.is_empty());
+        let bound = control::telemetry::serve(addr, registry.clone(), token).await.with_context(|| format!("metrics address {addr}"))?;
+        eprintln!("metrics at http://{bound}/metrics");
+        let task = tokio::spawn(coordinator::observe::watch(
+            registry.clone(),
+            Arc::new(store.clone()),
+            self.amqp_url.clone(),
+            ns.clone(),
+            run_id.to_owned(),
+            Duration::from_secs(2),
+        ));
+        Ok(Some((registry, AbortOnDrop(task))))
+    }
+}
+
+/// Stops a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[derive(Subcommand)]
@@ -221,6 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let manifest = Manifest::load(&spec.manifest)?;
             let store = RedisStore::connect(&cli.services.redis_url, ns.clone()).await?;
             let broker = AmqpBroker::connect(&cli.services.amqp_url).await?;
+            let _observed = cli.services.observe(&ns, &store, &run_id).await?;
             let options = EnqueueOptions { max_rate, round: None };
             if let Some(scaling) = spec.scaling.clone() {
                 let stages = coordinator::stages::run_stages(
@@ -274,6 +312,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let manifest = Manifest::load(&spec.manifest)?;
             let store = RedisStore::connect(&cli.services.redis_url, ns.clone()).await?;
             let mut broker = AmqpBroker::connect(&cli.services.amqp_url).await?;
+            let observed = cli.services.observe(&ns, &store, &run_id).await?;
+            let count_round = |outcome: &str| {
+                if let Some((registry, _)) = &observed {
+                    registry.add("cloudbench_coordinator_rounds_total", "Rounds of the schedule handled, by outcome.", &[("outcome", outcome)], 1.0);
+                }
+            };
             println!("run {run_id}: {} rounds, one every {} s", schedule.rounds, every.as_secs_f64());
             // A week-long schedule outlives broker and Redis restarts: on a lost connection it waits,
             // reconnects and resumes the same schedule (rounds already handled are left as they are).
@@ -288,8 +332,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     said.insert(o.round(), o.clone());
                     match o {
-                        RoundOutcome::Published { round, published } => println!("round {round}: published {published}"),
-                        RoundOutcome::Skipped { round, reason } => println!("round {round}: skipped: {reason}"),
+                        RoundOutcome::Published { round, published } => {
+                            count_round("published");
+                            println!("round {round}: published {published}");
+                        }
+                        RoundOutcome::Skipped { round, reason } => {
+                            count_round("skipped");
+                            println!("round {round}: skipped: {reason}");
+                        }
                         RoundOutcome::Handled { round } => println!("round {round}: handled before"),
                     }
                 })
@@ -321,6 +371,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { run_id, json, watch } => {
             let store = RedisStore::connect(&cli.services.redis_url, ns.clone()).await?;
             if watch {
+                let _observed = cli.services.observe(&ns, &store, &run_id).await?;
                 follow(&store, &run_id).await?;
             } else {
                 let view = view(&store, &run_id).await?;

@@ -1,5 +1,5 @@
-//! What an operator watches: the worker's and the collector's Prometheus `/metrics` (behind a bearer
-//! token), and JSON log lines, from the binaries during a real run.
+//! What an operator watches: the coordinator's, the worker's and the collector's Prometheus
+//! `/metrics` (behind a bearer token), and JSON log lines, from the binaries during a real run.
 
 mod common;
 
@@ -21,7 +21,7 @@ async fn scrape(port: u16, token: Option<&str>) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn worker_and_collector_serve_live_metrics_and_log_json() {
+async fn coordinator_worker_and_collector_serve_live_metrics_and_log_json() {
     let dir = tempfile::tempdir().unwrap();
     let path = |p: &str| dir.path().join(p);
     let ns = namespace("observe");
@@ -31,6 +31,31 @@ async fn worker_and_collector_serve_live_metrics_and_log_json() {
     std::fs::write(path("run.toml"), format!("run_id = \"{run_id}\"\nmanifest = \"data/manifest.json\"\nbatch_size = 4\n[[platform]]\nname = \"local\"\n")).unwrap();
     let (worker_port, collector_port) = (free_port(), free_port());
     let log = std::fs::File::create(path("worker.log")).unwrap();
+    let mut cmd = Command::new(bin("analyzer"));
+    cmd.args(["collect", "--namespace", ns.as_str(), "--metrics-addr", &format!("127.0.0.1:{collector_port}"), "--store"]).arg(path("store")).stderr(Stdio::null());
+    let _collector = Child(with_cloud_env(&mut cmd).spawn().unwrap());
+    // The coordinator follows the run and serves its metrics; with no worker yet, every job waits.
+    let coordinator_port = free_port();
+    let mut cmd = Command::new(bin("coordinator"));
+    cmd.args(["--namespace", ns.as_str(), "--metrics-addr", &format!("127.0.0.1:{coordinator_port}"), "run", "--watch"])
+        .arg(path("run.toml"))
+        .env("CLOUDBENCH_METRICS_TOKEN", "observe-token")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut coordinator = Child(with_cloud_env(&mut cmd).spawn().unwrap());
+    let waiting = wait_for("the coordinator's metrics to show 4 queued jobs", Duration::from_secs(60), || async move {
+        scrape(coordinator_port, Some("observe-token")).await.filter(|m| m.contains("cloudbench_coordinator_queue_depth{platform=\"local\"} 4"))
+    })
+    .await;
+    for expected in [
+        "cloudbench_coordinator_batches{platform=\"local\",state=\"queued\"} 4",
+        "cloudbench_coordinator_batches{platform=\"local\",state=\"done\"} 0",
+        "cloudbench_coordinator_workers{platform=\"local\",state=\"live\"} 0",
+        "cloudbench_coordinator_run_complete 0",
+    ] {
+        assert!(waiting.contains(expected), "{expected} missing from:\n{waiting}");
+    }
+    assert!(scrape(coordinator_port, None).await.unwrap().starts_with("HTTP/1.1 401"));
     let _worker = Child(
         local_worker(&ns, &path("data"), &path("bucket"))
             .args(["--metrics-addr", &format!("127.0.0.1:{worker_port}")])
@@ -40,10 +65,12 @@ async fn worker_and_collector_serve_live_metrics_and_log_json() {
             .spawn()
             .unwrap(),
     );
-    let mut cmd = Command::new(bin("analyzer"));
-    cmd.args(["collect", "--namespace", ns.as_str(), "--metrics-addr", &format!("127.0.0.1:{collector_port}"), "--store"]).arg(path("store")).stderr(Stdio::null());
-    let _collector = Child(with_cloud_env(&mut cmd).spawn().unwrap());
-    run_ok(with_cloud_env(Command::new(bin("coordinator")).args(["--namespace", ns.as_str(), "run"]).arg(path("run.toml"))));
+    let exited = wait_for("the coordinator to see the run complete", Duration::from_secs(60), || {
+        let status = coordinator.0.try_wait().unwrap();
+        async move { status }
+    })
+    .await;
+    assert!(exited.success());
 
     let collected = wait_for("the collector's metrics to count 4 stored", Duration::from_secs(60), || async move {
         scrape(collector_port, None).await.filter(|m| m.contains("cloudbench_collector_messages_total{outcome=\"stored\"} 4"))
