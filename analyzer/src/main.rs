@@ -97,6 +97,18 @@ fn main() {
     control::process::run_main("info", run(cli));
 }
 
+/// A bar on standard error for a terminal; nothing otherwise (logs and CI output stay clean).
+fn progress_bar(steps: u64) -> indicatif::ProgressBar {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(steps).with_prefix("report");
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix:<8} [{bar:30}] {pos}/{len} {elapsed} {msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Collect { store, amqp_url, redis_url, namespace, until_complete, metrics_addr } => {
@@ -190,12 +202,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("metrics store {} not found", store.display());
             }
             let store = MetricsStore::open(&store)?;
+            // Reading, one step per metric (bootstrap intervals and tests), the rest, rendering.
+            let bar = progress_bar(analyzer::report::build_steps() as u64 + 2);
+            bar.set_message("reading the metrics");
             let metrics = store.read(&run)?;
             if metrics.is_empty() {
+                bar.finish_and_clear();
                 bail!("no metrics for run {run} in the store (runs: {})", store.runs()?.join(", "));
             }
             let options = analyzer::report::Options { alpha, seed, spec, ..Default::default() };
-            let report = analyzer::report::build(&run, &metrics, &catalog, &requirements, &options);
+            let report = analyzer::report::build_with_progress(&run, &metrics, &catalog, &requirements, &options, &mut |done, _, what| {
+                bar.set_position(1 + done as u64);
+                bar.set_message(format!("{what} over {} batches", metrics.len()));
+            });
+            bar.set_message("rendering Markdown, HTML and JSON");
+            bar.inc(1);
             let rendered = analyzer::report::render(&report);
             let out = out.unwrap_or_else(|| PathBuf::from(format!("report-{run}")));
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -203,6 +224,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let path = out.join(name);
                 std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
             }
+            bar.finish_and_clear();
             println!("report of run {run} ({} batches) in {}", metrics.len(), out.display());
         }
         Command::Stats { samples, format } => {

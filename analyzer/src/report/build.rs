@@ -55,12 +55,39 @@ fn better(lower_is_better: bool, a: f64, b: f64) -> bool {
 
 /// Builds the report of one run from its metrics.
 pub fn build(run_id: &str, metrics: &[BatchMetrics], catalog: &Catalog, requirements: &Requirements, options: &Options) -> Report {
+    build_with_progress(run_id, metrics, catalog, requirements, options, &mut |_, _, _| {})
+}
+
+/// Steps [`build_with_progress`] reports: one per metric, then costs, scores and the rest.
+pub fn build_steps() -> usize {
+    METRICS.len() + 1
+}
+
+/// [`build`], calling `step(done, of, what)` as each of its [`build_steps`] steps begins (the
+/// bootstrap intervals and tests of each metric are the long part over a long run).
+pub fn build_with_progress(
+    run_id: &str,
+    metrics: &[BatchMetrics],
+    catalog: &Catalog,
+    requirements: &Requirements,
+    options: &Options,
+    step: &mut dyn FnMut(usize, usize, &str),
+) -> Report {
+    let steps = build_steps();
     let mut ordered: Vec<&BatchMetrics> = metrics.iter().collect();
     ordered.sort_by(|a, b| (&a.platform, a.round, a.batch_index).cmp(&(&b.platform, b.round, b.batch_index)));
     let rows: Vec<BatchRow> = ordered.iter().map(|m| BatchRow::from_metrics(m)).collect();
     let platforms: Vec<String> = rows.iter().map(|r| r.platform.clone()).collect::<BTreeSet<_>>().into_iter().collect();
 
-    let sections: Vec<MetricSection> = METRICS.iter().filter_map(|def| metric_section(def, &platforms, &rows, options)).collect();
+    let sections: Vec<MetricSection> = METRICS
+        .iter()
+        .enumerate()
+        .filter_map(|(i, def)| {
+            step(i, steps, def.key);
+            metric_section(def, &platforms, &rows, options)
+        })
+        .collect();
+    step(METRICS.len(), steps, "costs, scores, rounds, scaling");
     let costs = costs(&platforms, &ordered, catalog);
     let unpriced = platforms.iter().filter(|p| !catalog.platform.contains_key(*p)).cloned().collect();
     let availability = availability(&platforms, &ordered, catalog);

@@ -15,7 +15,7 @@ pub mod content;
 pub mod document;
 pub mod model;
 
-pub use build::{Options, build};
+pub use build::{Options, build, build_steps, build_with_progress};
 
 /// The report's three renderings: `report.md`, `report.html`, `report.json`.
 pub struct Rendered {
