@@ -196,8 +196,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let entries = synth::generate(seed, count, threads, |key, data| std::fs::write(out.join(key), data))
-                .with_context(|| format!("writing images into {}", out.display()))?;
+            let bar = progress_bar("writing");
+            bar.set_length(count);
+            let entries = synth::generate(seed, count, threads, |key, data| {
+                bar.inc(1);
+                std::fs::write(out.join(key), data)
+            })
+            .with_context(|| format!("writing images into {}", out.display()))?;
+            bar.finish_and_clear();
             let manifest = Manifest::new(format!("synth seed {seed} count {count}"), entries).map_err(anyhow::Error::msg)?;
             let path = out.join("manifest.json");
             manifest.save(&path).with_context(|| format!("writing {}", path.display()))?;
