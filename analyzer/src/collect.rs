@@ -57,30 +57,46 @@ impl Handler for Collector {
                 return delivery.dead_letter().await;
             }
         };
-        let store = self.store.clone();
-        let payload = delivery.payload.clone();
-        let append_key = key.clone();
-        let appended = tokio::task::spawn_blocking(move || store.lock().expect("store lock").append(&append_key, &payload))
-            .await
-            .expect("append does not panic");
-        match appended {
-            Ok(true) => {
-                self.stats.stored += 1;
-                self.count("stored");
-                tracing::debug!(job = %key, "metrics stored");
+        // Stored, or found stored already, before it is acknowledged. While the store cannot write (a
+        // full or read-only disk) the message is held, unacknowledged, and the append retried with
+        // backoff: requeueing it would spend the queue's delivery limit and dead-letter metrics
+        // that only wait for disk space.
+        let mut attempt = 0u32;
+        let appended = loop {
+            let store = self.store.clone();
+            let payload = delivery.payload.clone();
+            let append_key = key.clone();
+            let appended = tokio::task::spawn_blocking(move || store.lock().expect("store lock").append(&append_key, &payload))
+                .await
+                .expect("append does not panic");
+            match appended {
+                Ok(new) => break new,
+                Err(e) => {
+                    if attempt == 0 || attempt.is_multiple_of(10) {
+                        tracing::error!(job = %key, error = %e, "cannot store metrics; holding them unacknowledged and retrying");
+                    }
+                    self.count("store_error");
+                    self.telemetry.set("cloudbench_collector_store_failing", "1 while the metrics store cannot write.", &[], 1.0);
+                    attempt += 1;
+                    if !control::consume::pause(control::consume::backoff(attempt), &self.stop).await {
+                        // Shutting down: the message goes back to the queue for the next collector.
+                        return delivery.requeue().await;
+                    }
+                }
             }
-            Ok(false) => {
-                self.stats.duplicates += 1;
-                self.count("duplicate");
-                tracing::info!(job = %key, "duplicate metrics dropped");
-            }
-            Err(e) => {
-                // Not stored, so not acknowledged: the message waits in the queue for a fixed disk.
-                tracing::error!(job = %key, error = %e, "cannot store metrics; returning them to the queue");
-                self.count("store_error");
-                control::consume::pause(std::time::Duration::from_secs(1), &self.stop).await;
-                return delivery.requeue().await;
-            }
+        };
+        if attempt > 0 {
+            tracing::warn!(job = %key, attempts = attempt + 1, "metrics store writing again");
+            self.telemetry.set("cloudbench_collector_store_failing", "1 while the metrics store cannot write.", &[], 0.0);
+        }
+        if appended {
+            self.stats.stored += 1;
+            self.count("stored");
+            tracing::debug!(job = %key, "metrics stored");
+        } else {
+            self.stats.duplicates += 1;
+            self.count("duplicate");
+            tracing::info!(job = %key, "duplicate metrics dropped");
         }
         delivery.ack().await
     }

@@ -116,10 +116,22 @@ impl MetricsStore {
         record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         record.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
         record.extend_from_slice(payload);
-        log.file.write_all(&record).map_err(io(&log.path))?;
-        log.file.sync_data().map_err(io(&log.path))?;
-        log.keys.insert(job_key);
-        Ok(true)
+        let before = log.file.metadata().map_err(io(&log.path))?.len();
+        match log.file.write_all(&record).and_then(|()| log.file.sync_data()) {
+            Ok(()) => {
+                log.keys.insert(job_key);
+                Ok(true)
+            }
+            Err(e) => {
+                // A full disk (or any failed write) may leave part of the record behind: cut it off so
+                // the next record does not follow torn bytes, and open the log afresh next time (which
+                // cuts off a torn tail again, should this cut fail too).
+                let _ = log.file.set_len(before);
+                let error = io(&log.path)(e);
+                self.logs.remove(&key.run_id);
+                Err(error)
+            }
+        }
     }
 
     /// Number of distinct jobs stored for `run_id`.

@@ -286,7 +286,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("run {run_id}: {} stages done, {short} started short", stages.len());
                 return Ok(());
             }
-            let report = enqueue::start_run(&broker, &store, &ns, &run_id, &spec, &manifest, &options).await;
+            // Publishing resumes where it stopped, so a lost broker or run store only delays it.
+            let mut broker = broker;
+            let mut attempt = 0;
+            let report = loop {
+                match enqueue::start_run(&broker, &store, &ns, &run_id, &spec, &manifest, &options).await {
+                    Err(e) if e.is_transient() && attempt < RECONNECTS => {
+                        attempt += 1;
+                        broker = reconnect(&cli.services, broker, &e, attempt).await;
+                    }
+                    report => break report,
+                }
+            };
             broker.close().await;
             let report = report?;
             println!(
@@ -354,15 +365,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(_) => break,
                     Err(e) if e.is_transient() => {
                         attempt = if said.len() > handled { 0 } else { attempt + 1 };
-                        let pause = control::consume::backoff(attempt);
-                        eprintln!("warning: {e}; resuming the schedule in {:.1} s", pause.as_secs_f64());
-                        tokio::time::sleep(pause).await;
-                        if matches!(e, EnqueueError::Broker(_)) {
-                            match AmqpBroker::connect(&cli.services.amqp_url).await {
-                                Ok(fresh) => std::mem::replace(&mut broker, fresh).close().await,
-                                Err(e) => eprintln!("warning: {e}"),
-                            }
-                        }
+                        broker = reconnect(&cli.services, broker, &e, attempt).await;
                     }
                     Err(e) => {
                         broker.close().await;
@@ -395,6 +398,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Attempts `run` makes to publish through a lost broker or run store before it gives up (about
+/// ten minutes at the longest backoff).
+const RECONNECTS: u32 = 64;
+
+/// After `error` (transient), waits the backoff of `attempt` and returns a fresh broker connection
+/// when the broker was lost (the old one when it was not, or when the broker is still away).
+async fn reconnect(services: &Services, broker: AmqpBroker, error: &EnqueueError, attempt: u32) -> AmqpBroker {
+    let pause = control::consume::backoff(attempt);
+    eprintln!("warning: {error}; resuming in {:.1} s", pause.as_secs_f64());
+    tokio::time::sleep(pause).await;
+    if !matches!(error, EnqueueError::Broker(_)) {
+        return broker;
+    }
+    match AmqpBroker::connect(&services.amqp_url).await {
+        Ok(fresh) => {
+            broker.close().await;
+            fresh
+        }
+        Err(e) => {
+            eprintln!("warning: {e}");
+            broker
+        }
+    }
 }
 
 /// One line per stage event of a scaling run.

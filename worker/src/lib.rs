@@ -7,6 +7,7 @@
 //! - [`runner`] is the loop around them: claim, run, publish, record, acknowledge; reconnect; drain.
 
 pub mod config;
+pub mod crash;
 pub mod inference;
 pub mod metrics;
 pub mod phases;

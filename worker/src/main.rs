@@ -15,6 +15,7 @@ fn main() {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = WorkerConfig::from_args(args).map_err(anyhow::Error::msg)?;
+    worker::crash::init().map_err(anyhow::Error::msg)?;
     // A platform that cannot be used at all (wrong credentials, missing bucket, unreachable) is one
     // clear line at start, before any job is taken.
     let source = config.dataset.open().await.with_context(|| format!("platform {}: dataset", config.platform))?;

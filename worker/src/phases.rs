@@ -127,11 +127,13 @@ impl Transfer<'_> {
     pub async fn run(&self, objects: &[ObjectRef], inference: Option<&crate::inference::Inference<'_>>) -> Result<BatchRun, PlatformFailure> {
         let (source, ready) = self.read_source(objects).await?;
         let (upload, uploaded) = self.upload(objects, &ready).await?;
+        crate::crash::point("uploaded");
         drop(ready);
         let (download, downloaded) = self.download_keeping(objects, &uploaded, inference.is_some()).await;
         // The uploads go before inference, so that an endpoint failure leaves nothing behind.
         let cleanup = self.clean_up(objects, &uploaded).await;
         let download = download?;
+        crate::crash::point("downloaded");
         let inference = match inference {
             Some(phase) => Some(phase.run(objects, &downloaded).await?),
             None => None,

@@ -300,6 +300,7 @@ impl Worker {
                 }
             },
         }
+        crate::crash::point("claimed");
         {
             let mut b = beat.lock().expect("beat lock");
             b.state = BeatState::Busy as i32;
@@ -317,6 +318,7 @@ impl Worker {
             Ran::Finished(metrics, phases) => {
                 let message = Outgoing { id: key.to_string(), kind: proto::BATCH_METRICS_TYPE, payload: metrics.encode_to_vec() };
                 broker.publish(&self.ns.metrics_queue(), &[message]).await?;
+                crate::crash::point("published");
                 if let Err(e) = self.change(&key, rules::FINISH_FROM, BatchState::Done, stop).await {
                     // The metrics are safe; the job returns and its next claim sees it again.
                     tracing::warn!(job = %key, error = %e, "cannot record the job done; returning it");
@@ -324,6 +326,7 @@ impl Worker {
                     self.count_job("returned");
                     return delivery.requeue().await;
                 }
+                crate::crash::point("recorded");
                 delivery.ack().await?;
                 self.record_batch(&metrics);
                 stats.done += 1;
