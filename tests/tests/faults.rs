@@ -14,6 +14,7 @@ async fn survives(fault: Fault) {
     match fault {
         Fault::WorkerCrash(_) => assert_eq!(tally.restarts, 1, "the crash point was reached once: {tally:?}"),
         Fault::WorkerKills => assert_eq!(tally.restarts, 4, "{tally:?}"),
+        Fault::Network => assert!(tally.retries > 0, "failed requests were retried and counted: {tally:?}"),
         _ => {}
     }
 }
@@ -40,4 +41,5 @@ faults! {
     collector_killed_while_storing => Fault::CollectorKill,
     collector_disk_full_then_space_returns => Fault::DiskFull,
     undecodable_jobs_and_metrics_are_dead_lettered => Fault::Malformed,
+    storage_connections_delayed_reset_and_stalled => Fault::Network,
 }

@@ -30,12 +30,14 @@ pub enum Fault {
     DiskFull,
     /// Undecodable messages on the job and metrics queues while the run flows.
     Malformed,
+    /// The network between the workers and S3 delays, resets or stalls connections.
+    Network,
 }
 
 impl Fault {
     pub fn all() -> Vec<Fault> {
         let mut all: Vec<Fault> = worker::crash::POINTS.iter().map(|p| Fault::WorkerCrash(p)).collect();
-        all.extend([Fault::WorkerKills, Fault::BrokerRestart, Fault::RedisRestart, Fault::CoordinatorKill, Fault::CollectorKill, Fault::DiskFull, Fault::Malformed]);
+        all.extend([Fault::WorkerKills, Fault::BrokerRestart, Fault::RedisRestart, Fault::CoordinatorKill, Fault::CollectorKill, Fault::DiskFull, Fault::Malformed, Fault::Network]);
         all
     }
 
@@ -49,6 +51,7 @@ impl Fault {
             Fault::CollectorKill => "collector SIGKILLed while storing".into(),
             Fault::DiskFull => "collector's disk full, then space returns".into(),
             Fault::Malformed => "undecodable jobs and metrics".into(),
+            Fault::Network => "S3 connections delayed, reset or stalled".into(),
         }
     }
 }
@@ -65,6 +68,9 @@ pub struct Tally {
     pub dead_lettered: u64,
     /// Worker processes that died (crash point or kill) and were started again.
     pub restarts: u64,
+    /// Requests retried, and failed requests, inside the collected batches.
+    pub retries: u64,
+    pub errors: u64,
 }
 
 impl Tally {
@@ -85,6 +91,8 @@ struct Trial {
     batches: u64,
     services: Vec<(&'static str, String)>,
     restarts: std::cell::Cell<u64>,
+    /// The workers' storage URL (with a `worker.toml` beside it) instead of local folders.
+    storage: std::cell::OnceCell<String>,
 }
 
 impl Trial {
@@ -94,7 +102,7 @@ impl Trial {
         dataset(&dir.path().join("data"), images, 4_000);
         let spec = format!("run_id = \"{run_id}\"\nmanifest = \"data/manifest.json\"\nbatch_size = {batch_size}\ndelivery_limit = 10\n[[platform]]\nname = \"local\"\n");
         std::fs::write(dir.path().join("run.toml"), spec).unwrap();
-        Self { ns: namespace(tag), run_id, batches: images.div_ceil(batch_size) as u64, services, dir, restarts: Default::default() }
+        Self { ns: namespace(tag), run_id, batches: images.div_ceil(batch_size) as u64, services, dir, restarts: Default::default(), storage: Default::default() }
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -102,7 +110,19 @@ impl Trial {
     }
 
     fn worker(&self, i: usize, crash_at: Option<String>) -> Child {
-        let mut cmd = local_worker(&self.ns, &self.path("data"), &self.path(&format!("bucket{i}")));
+        let mut cmd = match self.storage.get() {
+            None => local_worker(&self.ns, &self.path("data"), &self.path(&format!("bucket{i}"))),
+            Some(url) => {
+                let mut cmd = Command::new(bin("worker"));
+                cmd.args(["--namespace", self.ns.as_str(), "--platform", "local", "--heartbeat-secs", "1", "--storage", url, "--config"])
+                    .arg(self.path("worker.toml"))
+                    .arg("--dataset-dir")
+                    .arg(self.path("data"))
+                    .stderr(Stdio::null());
+                with_cloud_env(&mut cmd);
+                cmd
+            }
+        };
         cmd.envs(self.services.clone()).env_remove("CLOUDBENCH_CRASH_AT");
         if let Some(at) = crash_at {
             cmd.env("CLOUDBENCH_CRASH_AT", at);
@@ -146,7 +166,15 @@ impl Trial {
         let dead_lettered = broker.depth(&self.ns.dead_letter_queue()).await.unwrap();
         broker.delete(&self.ns, &["local".into()]).await.unwrap();
         broker.close().await;
-        Tally { expected: self.batches, collected: metrics.len() as u64, distinct: distinct.len() as u64, dead_lettered, restarts: self.restarts.get() }
+        Tally {
+            expected: self.batches,
+            collected: metrics.len() as u64,
+            distinct: distinct.len() as u64,
+            dead_lettered,
+            restarts: self.restarts.get(),
+            retries: metrics.iter().flat_map(|m| &m.retries).map(|c| c.count).sum(),
+            errors: metrics.iter().flat_map(|m| &m.errors).map(|c| c.count).sum(),
+        }
     }
 }
 
@@ -296,6 +324,28 @@ pub async fn trial(fault: Fault, seed: u64) -> Tally {
             finish(&trial, &mut collector, &mut workers).await;
             trial.tally().await
         }
+        Fault::Network => {
+            let trial = Trial::new("network", 96, 4, shared_services());
+            let bucket = store_name("chaos");
+            storage::StorageConfig::S3(s3_test_config(&bucket)).create().await.unwrap();
+            let upstream: std::net::SocketAddr = s3_endpoint().trim_start_matches("http://").parse().unwrap();
+            let proxy = ChaosProxy::start(upstream, seed).await;
+            // Uploads go to S3 through the proxy; short attempt timeouts so that a stalled connection
+            // costs a second, and enough attempts to get through a bad patch.
+            let storage = format!("s3://{bucket}/?endpoint=http://127.0.0.1:{}&path_style=true&region=us-east-1", proxy.port);
+            std::fs::write(trial.path("worker.toml"), "[retry]\nmax_attempts = 10\nbase_delay = 20\nmax_delay = 400\nattempt_timeout = 1000\n").unwrap();
+            trial.storage.set(storage).unwrap();
+            let mut collector = Child(trial.collector().spawn().unwrap());
+            let mut workers = vec![trial.worker(0, None), trial.worker(1, None)];
+            let mut coordinator = Child(trial.coordinator(24).spawn().unwrap());
+            finish(&trial, &mut collector, &mut workers).await;
+            assert!(coordinator.0.wait().unwrap().success());
+            let tally = trial.tally().await;
+            let seen = proxy.seen();
+            eprintln!("proxy connections passed/delayed/reset/stalled: {seen:?}; {tally:?}");
+            assert!(seen.iter().skip(1).sum::<u64>() > 0, "the proxy hurt some connections: {seen:?}");
+            tally
+        }
         Fault::Malformed => {
             let trial = Trial::new("malformed", 96, 2, shared_services());
             let mut collector = Child(trial.collector().spawn().unwrap());
@@ -320,5 +370,108 @@ pub async fn trial(fault: Fault, seed: u64) -> Tally {
             .await;
             trial.tally().await
         }
+    }
+}
+
+/// A TCP proxy in front of `upstream` that treats each connection one way, at random: passes it
+/// through, delays it, resets it after some bytes (RST, as a dropped route or a crashed middlebox
+/// does), or stalls it (accepts and never answers).
+pub struct ChaosProxy {
+    pub port: u16,
+    /// Connections passed, delayed, reset and stalled.
+    counts: Arc<[std::sync::atomic::AtomicU64; 4]>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ChaosProxy {
+    pub async fn start(upstream: std::net::SocketAddr, seed: u64) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let counts: Arc<[std::sync::atomic::AtomicU64; 4]> = Arc::new(Default::default());
+        let rng = Arc::new(std::sync::Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)));
+        let tally = counts.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (mode, pause, cut) = {
+                    let mut rng = rng.lock().unwrap();
+                    let roll: u32 = rng.random_range(0..100);
+                    let mode = match roll {
+                        0..60 => 0,
+                        60..75 => 1,
+                        75..90 => 2,
+                        _ => 3,
+                    };
+                    (mode, Duration::from_millis(rng.random_range(50..400)), rng.random_range(64..16_384usize))
+                };
+                tally[mode].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::spawn(async move {
+                    match mode {
+                        3 => {
+                            // Stall: read and drop whatever comes, answer nothing, until the client gives up.
+                            let mut client = client;
+                            let mut sink = [0u8; 16_384];
+                            while let Ok(n) = tokio::io::AsyncReadExt::read(&mut client, &mut sink).await {
+                                if n == 0 {
+                                    break;
+                                }
+                            }
+                        }
+                        _ => {
+                            if mode == 1 {
+                                tokio::time::sleep(pause).await;
+                            }
+                            let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                            relay(client, server, if mode == 2 { Some(cut) } else { None }).await;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, counts, task }
+    }
+
+    /// Connections passed, delayed, reset and stalled so far.
+    pub fn seen(&self) -> [u64; 4] {
+        std::array::from_fn(|i| self.counts[i].load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+impl Drop for ChaosProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies both ways; with `cut`, resets both sides once that many bytes went either way.
+async fn relay(client: tokio::net::TcpStream, server: tokio::net::TcpStream, cut: Option<usize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(cut) = cut else {
+        let (mut client, mut server) = (client, server);
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+        return;
+    };
+    let _ = client.set_linger(Some(Duration::ZERO));
+    let _ = server.set_linger(Some(Duration::ZERO));
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let budget = Arc::new(std::sync::atomic::AtomicUsize::new(cut));
+    let pump = |mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, budget: Arc<std::sync::atomic::AtomicUsize>| async move {
+        let mut buf = [0u8; 4096];
+        loop {
+            let Ok(n) = from.read(&mut buf).await else { return };
+            if n == 0 {
+                return;
+            }
+            let left = budget.fetch_sub(n.min(budget.load(std::sync::atomic::Ordering::Relaxed)), std::sync::atomic::Ordering::Relaxed);
+            let n = n.min(left);
+            if n == 0 || to.write_all(&buf[..n]).await.is_err() || left <= n {
+                return;
+            }
+        }
+    };
+    // Whichever direction runs out first ends both: dropping the halves with linger 0 sends RST.
+    tokio::select! {
+        _ = pump(cr, sw, budget.clone()) => {}
+        _ = pump(sr, cw, budget) => {}
     }
 }
