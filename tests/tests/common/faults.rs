@@ -450,8 +450,9 @@ async fn relay(client: tokio::net::TcpStream, server: tokio::net::TcpStream, cut
         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
         return;
     };
-    let _ = client.set_linger(Some(Duration::ZERO));
-    let _ = server.set_linger(Some(Duration::ZERO));
+    // A zero linger makes the close a reset; it does not block (the warning is about longer ones).
+    #[allow(deprecated)]
+    let _ = (client.set_linger(Some(Duration::ZERO)), server.set_linger(Some(Duration::ZERO)));
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
     let budget = Arc::new(std::sync::atomic::AtomicUsize::new(cut));
