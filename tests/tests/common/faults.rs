@@ -453,8 +453,8 @@ async fn relay(client: tokio::net::TcpStream, server: tokio::net::TcpStream, cut
     // A zero linger makes the close a reset; it does not block (the warning is about longer ones).
     #[allow(deprecated)]
     let _ = (client.set_linger(Some(Duration::ZERO)), server.set_linger(Some(Duration::ZERO)));
-    let (mut cr, mut cw) = client.into_split();
-    let (mut sr, mut sw) = server.into_split();
+    let (cr, cw) = client.into_split();
+    let (sr, sw) = server.into_split();
     let budget = Arc::new(std::sync::atomic::AtomicUsize::new(cut));
     let pump = |mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, budget: Arc<std::sync::atomic::AtomicUsize>| async move {
         let mut buf = [0u8; 4096];
