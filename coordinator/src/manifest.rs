@@ -55,6 +55,15 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// Why a manifest's text was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("not a manifest: {0}")]
+    Format(String),
+    #[error("invalid manifest: {0}")]
+    Invalid(String),
+}
+
 impl Manifest {
     /// Builds a manifest from entries, sorting them by key and checking keys are unique.
     pub fn new(source: String, mut objects: Vec<Entry>) -> Result<Self, String> {
@@ -76,15 +85,22 @@ impl Manifest {
     /// Reads a manifest file.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
         let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.into(), source })?;
-        let parsed: Manifest = serde_json::from_str(&text)
-            .map_err(|e| ManifestError::Format { path: path.into(), reason: e.to_string() })?;
+        Self::parse(&text).map_err(|e| match e {
+            ParseError::Format(reason) => ManifestError::Format { path: path.into(), reason },
+            ParseError::Invalid(reason) => ManifestError::Invalid { path: path.into(), reason },
+        })
+    }
+
+    /// Parses a manifest's JSON text and checks it.
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        let parsed: Manifest = serde_json::from_str(text).map_err(|e| ParseError::Format(e.to_string()))?;
         if parsed.version != MANIFEST_VERSION {
-            return Err(ManifestError::Format { path: path.into(), reason: format!("version {}", parsed.version) });
+            return Err(ParseError::Format(format!("version {}", parsed.version)));
         }
         if parsed.objects.is_empty() {
-            return Err(ManifestError::Invalid { path: path.into(), reason: "no objects".into() });
+            return Err(ParseError::Invalid("no objects".into()));
         }
-        Manifest::new(parsed.source, parsed.objects).map_err(|reason| ManifestError::Invalid { path: path.into(), reason })
+        Manifest::new(parsed.source, parsed.objects).map_err(ParseError::Invalid)
     }
 
     /// Writes the manifest as JSON, replacing the file atomically.

@@ -104,7 +104,7 @@ impl Resampler {
                 low_value = Some(*value);
             }
             if seen > upper {
-                return (low_value.expect("lower <= upper") + value) / 2.0;
+                return super::describe::lerp(low_value.expect("lower <= upper"), *value, 0.5);
             }
         }
         unreachable!("n draws reach every rank below n")
@@ -155,6 +155,17 @@ mod tests {
         let d = bootstrap_median_difference(&SAMPLE, &[0.5, 0.6, 0.55], 0.9, 500, 1).unwrap();
         assert_eq!(d, bootstrap_median_difference(&SAMPLE, &[0.5, 0.6, 0.55], 0.9, 500, 1).unwrap());
         assert_ne!(d, bootstrap_median_difference(&SAMPLE, &[0.5, 0.6, 0.55], 0.9, 500, 2).unwrap());
+    }
+
+    #[test]
+    fn values_near_the_largest_f64_do_not_overflow_into_nan() {
+        // Found by the property tests (analyzer/tests/stats_properties.rs): the midpoint of two
+        // medians and the interpolated quantile overflowed to infinity and then NaN.
+        let i = bootstrap_median(&[f64::MAX], 0.95, 100, 0).unwrap();
+        assert_eq!((i.lo, i.estimate, i.hi), (f64::MAX, f64::MAX, f64::MAX));
+        let i = bootstrap_median(&[-f64::MAX, f64::MAX, f64::MAX], 0.95, 100, 0).unwrap();
+        assert!(i.lo <= i.estimate && i.estimate <= i.hi && !i.lo.is_nan(), "{i:?}");
+        assert_eq!(crate::stats::quantile(&[-f64::MAX, f64::MAX], 0.5), Some(0.0));
     }
 
     #[test]

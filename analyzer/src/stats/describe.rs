@@ -15,7 +15,17 @@ pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     }
     let h = (sorted.len() - 1) as f64 * q.clamp(0.0, 1.0);
     let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
-    Some(sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo]))
+    Some(lerp(sorted[lo], sorted[hi], h - lo as f64))
+}
+
+/// `a + t × (b − a)` for finite `a ≤ b`, without overflowing when the values are near the largest
+/// f64 (where `b − a` or `a + b` would be infinite and the result NaN).
+pub fn lerp(a: f64, b: f64, t: f64) -> f64 {
+    if a == b {
+        return a;
+    }
+    let span = b - a;
+    if span.is_finite() { a + t * span } else { a * (1.0 - t) + b * t }
 }
 
 /// Summarises a sample's location and spread.
