@@ -13,26 +13,31 @@ pub const PAD: u8 = 114;
 #[error("{0}")]
 pub struct ImageError(String);
 
+/// A decoder's message on one line (the image crate's can span several), for logs and JSON errors.
+fn one_line(e: impl std::fmt::Display) -> String {
+    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// Decodes a JPEG or PNG, refusing images larger than `max_pixels` before allocating for them.
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, ImageError> {
     let reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| ImageError(format!("cannot read the image: {e}")))?;
+        .map_err(|e| ImageError(format!("cannot read the image: {}", one_line(e))))?;
     match reader.format() {
         Some(image::ImageFormat::Jpeg | image::ImageFormat::Png) => {}
         Some(other) => return Err(ImageError(format!("{other:?} images are not supported (JPEG or PNG)"))),
         None => return Err(ImageError("not a JPEG or PNG image".into())),
     }
-    let (width, height) = reader.into_dimensions().map_err(|e| ImageError(format!("corrupt image: {e}")))?;
+    let (width, height) = reader.into_dimensions().map_err(|e| ImageError(format!("corrupt image: {}", one_line(e))))?;
     if u64::from(width) * u64::from(height) > max_pixels || width == 0 || height == 0 {
         return Err(ImageError(format!("image of {width}×{height} pixels is over the limit of {max_pixels} pixels or empty")));
     }
-    let mut reader = ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| ImageError(e.to_string()))?;
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| ImageError(one_line(e)))?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(width);
     limits.max_image_height = Some(height);
     reader.limits(limits);
-    let image: DynamicImage = reader.decode().map_err(|e| ImageError(format!("corrupt image: {e}")))?;
+    let image: DynamicImage = reader.decode().map_err(|e| ImageError(format!("corrupt image: {}", one_line(e))))?;
     Ok(image.into_rgb8())
 }
 
@@ -63,6 +68,15 @@ pub fn letterbox(image: &RgbImage, size: u32) -> (Vec<f32>, Letterbox) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_truncated_jpeg_is_a_one_line_error() {
+        // Found by endpoint/tests/request_properties.rs: the decoder's message spans two lines.
+        let mut jpeg = std::io::Cursor::new(Vec::new());
+        RgbImage::from_pixel(2, 1, image::Rgb([9, 9, 9])).write_to(&mut jpeg, image::ImageFormat::Jpeg).unwrap();
+        let error = decode(&jpeg.into_inner()[..3], 1 << 20).unwrap_err().to_string();
+        assert!(error.starts_with("corrupt image: ") && !error.contains('\n'), "{error:?}");
+    }
 
     #[test]
     fn letterbox_keeps_the_aspect_and_pads_grey() {
