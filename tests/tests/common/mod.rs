@@ -485,10 +485,17 @@ pub struct PrivateRabbit {
 
 impl PrivateRabbit {
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// A node with these lines added to its `rabbitmq.conf` (e.g. a TLS listener).
+    pub fn start_with(config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("enabled_plugins"), "[].").unwrap();
         let node = format!("{}@localhost", unique("cbtest"));
-        let mut rabbit = Self { dir, node, port: free_port(), dist_port: free_port(), child: None };
+        let port = free_port();
+        std::fs::write(dir.path().join("rabbitmq.conf"), config).unwrap();
+        let mut rabbit = Self { dir, node, port, dist_port: free_port(), child: None };
         rabbit.launch();
         rabbit
     }
@@ -508,7 +515,7 @@ impl PrivateRabbit {
             .env("RABBITMQ_LOG_BASE", at("log"))
             .env("RABBITMQ_PID_FILE", at("pid"))
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", at("enabled_plugins"))
-            .env("RABBITMQ_CONFIG_FILE", at("rabbitmq"))
+            .env("RABBITMQ_CONFIG_FILE", at("rabbitmq.conf"))
             .env("RABBITMQ_ADVANCED_CONFIG_FILE", at("advanced.config"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
