@@ -71,10 +71,12 @@ pub struct JsonRequest {
 /// A request body the server cannot use, and why.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BodyError {
-    #[error("unsupported content type {0:?}: send image/jpeg, image/png, application/x-image or application/json")]
+    #[error("unsupported content type {0:?}: send image/jpeg, image/png, application/x-image, application/json or multipart/form-data")]
     ContentType(String),
     #[error("{0}")]
     Json(String),
+    #[error("malformed multipart body: {0}")]
+    Multipart(String),
     #[error("no image in the request")]
     Empty,
     #[error("{given} images in one request; at most {limit}")]
@@ -110,6 +112,10 @@ pub fn parse_body(content_type: Option<&str>, body: &[u8], max_images: usize) ->
                 .collect::<Result<Vec<_>, _>>()?;
             Parsed { images, conf: request.conf }
         }
+        "multipart/form-data" => {
+            let boundary = content_type.and_then(boundary).ok_or_else(|| BodyError::Multipart("no boundary in the content type".into()))?;
+            multipart(body, &boundary, max_images)?
+        }
         other => return Err(BodyError::ContentType(other.to_owned())),
     };
     if parsed.images.is_empty() || parsed.images.iter().all(Vec::is_empty) {
@@ -127,6 +133,79 @@ fn strip_data_url(text: &str) -> &str {
         Some((head, data)) if head.starts_with("data:") => data,
         _ => text,
     }
+}
+
+/// The `boundary` parameter of a `multipart/form-data` content type (quoted or not, 1 to 70
+/// characters as RFC 2046 allows).
+fn boundary(content_type: &str) -> Option<String> {
+    content_type.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("boundary") {
+            return None;
+        }
+        let value = value.trim().trim_matches('"');
+        (!value.is_empty() && value.len() <= 70 && value.bytes().all(|b| b.is_ascii_graphic() || b == b' ')).then(|| value.to_owned())
+    })
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    memchr::memmem::find(haystack, needle)
+}
+
+/// Splits a `multipart/form-data` body (RFC 7578) into its images (parts with a file name or an
+/// image content type, in order) and its `conf` field. Strict: a missing closing delimiter, a part
+/// without headers or name, or more parts than `max_images` allows is refused before anything is
+/// copied out of the body.
+fn multipart(body: &[u8], boundary: &str, max_images: usize) -> Result<Parsed, BodyError> {
+    let bad = |why: &str| BodyError::Multipart(why.to_owned());
+    let delimiter = format!("--{boundary}");
+    let start = find(body, delimiter.as_bytes()).ok_or_else(|| bad("no opening delimiter"))?;
+    let separator = format!("\r\n--{boundary}");
+    let mut rest = &body[start + delimiter.len()..];
+    let mut spans = Vec::new();
+    loop {
+        if rest.starts_with(b"--") {
+            break; // the closing delimiter
+        }
+        rest = rest.strip_prefix(b"\r\n").ok_or_else(|| bad("a delimiter not followed by a line break"))?;
+        let end = find(rest, separator.as_bytes()).ok_or_else(|| bad("no closing delimiter"))?;
+        spans.push(&rest[..end]);
+        if spans.len() > max_images + 1 {
+            return Err(BodyError::TooMany { given: spans.len(), limit: max_images });
+        }
+        rest = &rest[end + separator.len()..];
+    }
+    let mut parsed = Parsed::default();
+    for part in spans {
+        let split = find(part, b"\r\n\r\n").ok_or_else(|| bad("a part without headers"))?;
+        let head = std::str::from_utf8(&part[..split]).map_err(|_| bad("part headers are not UTF-8"))?;
+        let content = &part[split + 4..];
+        let (mut name, mut filename, mut image_type) = (None, false, false);
+        for line in head.split("\r\n") {
+            let (key, value) = line.split_once(':').ok_or_else(|| bad("a part header without a colon"))?;
+            if key.trim().eq_ignore_ascii_case("content-disposition") {
+                for param in value.split(';').skip(1) {
+                    match param.split_once('=').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().trim_matches('"'))) {
+                        Some((k, v)) if k == "name" => name = Some(v.to_owned()),
+                        Some((k, _)) if k == "filename" => filename = true,
+                        _ => {}
+                    }
+                }
+            } else if key.trim().eq_ignore_ascii_case("content-type") {
+                image_type = value.trim().to_ascii_lowercase().starts_with("image/");
+            }
+        }
+        let name = name.ok_or_else(|| bad("a part without a name"))?;
+        if name == "conf" && !filename {
+            let text = std::str::from_utf8(content).map_err(|_| bad("conf is not text"))?;
+            parsed.conf = Some(text.trim().parse().map_err(|_| bad("conf is not a number"))?);
+        } else if filename || image_type {
+            parsed.images.push(content.to_vec());
+        } else {
+            return Err(BodyError::Multipart(format!("unexpected field {name:?} (send images as files, and conf)")));
+        }
+    }
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -156,4 +235,55 @@ mod tests {
         let many = format!(r#"{{"images": [{}]}}"#, ["\"AA==\""; 3].join(","));
         assert_eq!(parse_body(Some("application/json"), many.as_bytes(), 2).unwrap_err(), BodyError::TooMany { given: 3, limit: 2 });
     }
+
+    fn form(boundary: &str, parts: &[(&str, Option<&str>, Option<&str>, &[u8])]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (name, filename, content_type, content) in parts {
+            body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"").as_bytes());
+            if let Some(f) = filename {
+                body.extend_from_slice(format!("; filename=\"{f}\"").as_bytes());
+            }
+            body.extend_from_slice(b"\r\n");
+            if let Some(t) = content_type {
+                body.extend_from_slice(format!("Content-Type: {t}\r\n").as_bytes());
+            }
+            body.extend_from_slice(b"\r\n");
+            body.extend_from_slice(content);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        body
+    }
+
+    #[test]
+    fn multipart_forms_carry_files_and_conf() {
+        let image = b"\xff\xd8 not really a jpeg \r\n--almost-boundary\r\n";
+        let body = form("XyZ", &[("image", Some("a.jpg"), Some("image/jpeg"), image), ("conf", None, None, b"0.4"), ("more", None, Some("image/png"), b"png")]);
+        let parsed = parse_body(Some("multipart/form-data; boundary=XyZ"), &body, 4).unwrap();
+        assert_eq!(parsed.images, vec![image.to_vec(), b"png".to_vec()]);
+        assert_eq!(parsed.conf, Some(0.4));
+        let quoted = parse_body(Some("multipart/form-data; charset=utf-8; boundary=\"XyZ\""), &body, 4).unwrap();
+        assert_eq!(quoted.images.len(), 2);
+    }
+
+    #[test]
+    fn malformed_multipart_is_refused_with_a_reason() {
+        let ok = form("b", &[("image", Some("a.jpg"), None, b"data")]);
+        let refuse = |content_type: &str, body: &[u8], max: usize| parse_body(Some(content_type), body, max).unwrap_err().to_string();
+        assert!(refuse("multipart/form-data", &ok, 4).contains("no boundary"));
+        assert!(refuse("multipart/form-data; boundary=other", &ok, 4).contains("no opening delimiter"));
+        assert!(refuse("multipart/form-data; boundary=b", &ok[..ok.len() - 8], 4).contains("no closing delimiter"));
+        let nameless = b"--b\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b--";
+        assert!(refuse("multipart/form-data; boundary=b", nameless, 4).contains("without a name"));
+        let headless = b"--b\r\nno headers at all\r\n--b--";
+        assert!(refuse("multipart/form-data; boundary=b", headless, 4).contains("without headers"));
+        let field = form("b", &[("comment", None, None, b"hello")]);
+        assert!(refuse("multipart/form-data; boundary=b", &field, 4).contains("unexpected field \"comment\""));
+        let conf = form("b", &[("conf", None, None, b"high")]);
+        assert!(refuse("multipart/form-data; boundary=b", &conf, 4).contains("conf is not a number"));
+        let many = form("b", &[("a", Some("1"), None, b"1"), ("b", Some("2"), None, b"2"), ("c", Some("3"), None, b"3"), ("d", Some("4"), None, b"4")]);
+        assert!(matches!(parse_body(Some("multipart/form-data; boundary=b"), &many, 2), Err(BodyError::TooMany { .. })));
+        assert!(!refuse("multipart/form-data; boundary=b", &ok[..20], 4).contains('\n'));
+    }
 }
+

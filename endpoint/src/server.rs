@@ -232,7 +232,7 @@ async fn detect(
         let status = match e {
             BodyError::ContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyError::TooMany { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            BodyError::Json(_) | BodyError::Empty => StatusCode::BAD_REQUEST,
+            BodyError::Json(_) | BodyError::Multipart(_) | BodyError::Empty => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, e.to_string())
     })?;

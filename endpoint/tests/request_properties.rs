@@ -105,6 +105,33 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn damaged_multipart_forms_are_parsed_or_refused(files in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 1..4), damages in prop::collection::vec(damage(), 0..3), max in 1usize..4) {
+        let boundary = "----cloudbenchBoundary7";
+        let mut body = Vec::new();
+        for (i, file) in files.iter().enumerate() {
+            body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"f{i}\"; filename=\"{i}.jpg\"\r\n\r\n").as_bytes());
+            body.extend_from_slice(file);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let intact = damages.is_empty();
+        let body = apply(body, &damages);
+        match parse_body(Some(&format!("multipart/form-data; boundary={boundary}")), &body, max) {
+            Ok(parsed) => {
+                prop_assert!(!parsed.images.is_empty() && parsed.images.len() <= max);
+                if intact && files.len() <= max && !files.iter().all(Vec::is_empty) {
+                    prop_assert_eq!(parsed.images, files);
+                }
+            }
+            Err(e) => prop_assert!(!e.to_string().contains('\n'), "one line: {e}"),
+        }
+    }
+}
+
 #[test]
 fn a_data_url_and_bare_base64_carry_the_same_image() {
     let png = encoded(image::ImageFormat::Png, 3, 2);

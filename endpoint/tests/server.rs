@@ -63,6 +63,14 @@ fn bomb_png(width: u32, height: u32) -> Vec<u8> {
     out
 }
 
+/// A `multipart/form-data` body with `image` as one file and a `conf` field.
+fn form(boundary: &str, image: &[u8]) -> Vec<u8> {
+    let mut body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"photo.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").into_bytes();
+    body.extend_from_slice(image);
+    body.extend_from_slice(format!("\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"conf\"\r\n\r\n0.001\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
 fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &b in data {
@@ -151,6 +159,9 @@ async fn bad_bodies_get_a_4xx_and_one_line_of_json_before_any_decoding() {
         ("over the body limit", "image/jpeg", vec![0xff; 300 * 1024], 413, "body over the limit"),
         ("bad JSON", "application/json", b"{\"images\": 1}".to_vec(), 400, "invalid JSON"),
         ("too many", "application/json", br#"{"images": ["AA==", "AA==", "AA=="]}"#.to_vec(), 413, "at most 2"),
+        ("multipart without a boundary", "multipart/form-data", b"--x\r\n".to_vec(), 400, "no boundary"),
+        ("unterminated multipart", "multipart/form-data; boundary=x", b"--x\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\nabc".to_vec(), 400, "no closing delimiter"),
+        ("multipart bomb", "multipart/form-data; boundary=x", form("x", &bomb_png(60_000, 60_000)), 413, "over the limit"),
     ];
     for (what, content_type, body, expected, says) in cases {
         let (status, json, _) = post(&url, content_type, body).await;
@@ -160,6 +171,10 @@ async fn bad_bodies_get_a_4xx_and_one_line_of_json_before_any_decoding() {
     }
     let (status, json, _) = post(&format!("{url}?conf=2"), "image/jpeg", jpeg(32, 32)).await;
     assert_eq!((status, json["error"].as_str()), (400, Some("conf must be between 0 and 1")));
+    // A browser's form upload works too.
+    let (status, json, _) = post(&format!("{base}/score"), "multipart/form-data; boundary=----formX", form("----formX", &jpeg(40, 30))).await;
+    assert_eq!(status, 200, "{json}");
+    assert_eq!((json["predictions"][0]["width"].as_u64(), json["predictions"][0]["height"].as_u64()), (Some(40), Some(30)), "{json}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
