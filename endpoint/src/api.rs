@@ -236,7 +236,10 @@ mod tests {
         assert_eq!(parse_body(Some("application/json"), many.as_bytes(), 2).unwrap_err(), BodyError::TooMany { given: 3, limit: 2 });
     }
 
-    fn form(boundary: &str, parts: &[(&str, Option<&str>, Option<&str>, &[u8])]) -> Vec<u8> {
+    /// A form field: name, file name, content type, content.
+    type Field<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
+
+    fn form(boundary: &str, parts: &[Field]) -> Vec<u8> {
         let mut body = Vec::new();
         for (name, filename, content_type, content) in parts {
             body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"").as_bytes());
