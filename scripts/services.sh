@@ -34,6 +34,8 @@ install() {
   # Not services either: what scripts/validate-manifests.sh checks compose.yaml and k8s/ with.
   command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
   python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+  # The TLS tests make their certificates with it.
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}"
     as_root apt-get update -qq

@@ -6,6 +6,7 @@ pub mod batcher;
 pub mod client;
 pub mod metrics;
 pub mod server;
+pub mod tls;
 
 pub use batcher::{BatchConfig, Batcher};
 pub use client::{Invoked, Invoker, TargetConfig};

@@ -64,6 +64,13 @@ struct Args {
     /// Another endpoint the web page can send images to: NAME=URL (http(s)://..., sagemaker://...).
     #[arg(long = "target", value_name = "NAME=URL")]
     targets: Vec<String>,
+    /// Serves HTTPS with this PEM certificate chain (with --tls-key); without it, plain HTTP for a
+    /// platform that terminates TLS in front of the container.
+    #[arg(long, env = "CLOUDBENCH_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "CLOUDBENCH_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 fn main() {
@@ -72,6 +79,10 @@ fn main() {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(endpoint::tls::server_config(cert, key).map_err(anyhow::Error::msg)?),
+        _ => None,
+    };
     let device = detector::device(&args.device).map_err(anyhow::Error::msg)?;
     let weights = args.weights.clone();
     let mut model = tokio::task::spawn_blocking(move || Detector::load(&weights, &device))
@@ -118,7 +129,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse().context("listen address")?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     // Tests and scripts start the server on port 0 and read the port from this line.
-    eprintln!("endpoint listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).with_graceful_shutdown(control::process::shutdown_signal()).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("endpoint listening on {scheme}://{}", listener.local_addr()?);
+    match tls {
+        Some(config) => endpoint::tls::serve(listener, app, config, control::process::shutdown_signal()).await,
+        None => axum::serve(listener, app).with_graceful_shutdown(control::process::shutdown_signal()).await?,
+    }
     Ok(())
 }

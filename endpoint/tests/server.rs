@@ -270,3 +270,48 @@ fn browse(url: &str) -> String {
     assert!(output.status.success(), "chromium: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap()
 }
+
+/// A CA and a certificate for `localhost` / 127.0.0.1 signed by it, made with the openssl command.
+fn certificates(dir: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("the openssl command");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=cloudbench test CA"]);
+    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_endpoint_serves_https_with_its_own_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let config = endpoint::tls::server_config(&dir.path().join("server.crt"), &dir.path().join("server.key")).unwrap();
+    let app = tokio::task::spawn_blocking(|| endpoint::app(detector(), BatchConfig::default(), ServerConfig::default())).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(endpoint::tls::serve(listener, app, config, std::future::pending()));
+
+    storage::tls::install_ring();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.path().join("ca.crt")).unwrap()).unwrap();
+    let trusting = reqwest::Client::builder().tls_certs_only([ca]).build().unwrap();
+    let ping = trusting.get(format!("https://localhost:{port}/ping")).send().await.unwrap();
+    assert_eq!(ping.status(), 200);
+    let answer = trusting.post(format!("https://localhost:{port}/invocations")).header("content-type", "image/jpeg").body(jpeg(32, 24)).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer: api::Response = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+    assert_eq!((answer.predictions[0].width, answer.predictions[0].height), (32, 24));
+
+    // Plain HTTP gets nowhere; a client that does not trust the CA refuses the server.
+    assert!(client().get(format!("http://localhost:{port}/ping")).send().await.is_err());
+    let untrusting = reqwest::Client::builder().tls_certs_only([]).build().unwrap();
+    let refused = untrusting.get(format!("https://localhost:{port}/ping")).send().await.unwrap_err();
+    assert!(format!("{refused:?}").contains("UnknownIssuer"), "{refused:?}");
+
+    // A key that does not belong to the certificate, or a missing file, is one line naming the file.
+    let wrong = endpoint::tls::server_config(&dir.path().join("server.crt"), &dir.path().join("ca.key")).unwrap_err();
+    assert!(wrong.contains("do not go together") && !wrong.contains('\n'), "{wrong}");
+    let missing = endpoint::tls::server_config(&dir.path().join("nope.crt"), &dir.path().join("server.key")).unwrap_err();
+    assert!(missing.starts_with("TLS certificate") && missing.contains("nope.crt"), "{missing}");
+}
