@@ -9,6 +9,18 @@ use common::*;
 
 const AMQP_SECRET: &str = "Sekr1t-amqp-7c1d";
 const REDIS_SECRET: &str = "Sekr1t-redis-9f2e";
+const METRICS_SECRET: &str = "Sekr1t-metrics-41aa";
+
+/// `GET /metrics` with the bearer token, blocking; the whole answer.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {METRICS_SECRET}\r\nconnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
 
 fn rabbitmqctl(args: &[&str]) {
     let status = Command::new("/usr/sbin/rabbitmqctl").arg("-q").args(args).stdout(Stdio::null()).status().unwrap();
@@ -57,8 +69,10 @@ async fn no_password_appears_in_any_output_of_a_run() {
     let (ok, out) = output(&mut cmd);
     assert!(ok, "{out}");
     outputs.push(out);
+    let metrics_port = free_port();
     let mut worker = Command::new(bin("worker"));
-    worker.args(["--platform", "aws", "--dataset-dir"]).arg(path("data")).arg("--storage-dir").arg(path("bucket"));
+    worker.args(["--platform", "aws", "--metrics-addr", &format!("127.0.0.1:{metrics_port}"), "--dataset-dir"]).arg(path("data")).arg("--storage-dir").arg(path("bucket"));
+    worker.env("CLOUDBENCH_METRICS_TOKEN", METRICS_SECRET);
     env(&mut worker);
     let log = std::fs::File::create(path("worker.log")).unwrap();
     worker.env("RUST_LOG", "trace").stdout(log.try_clone().unwrap()).stderr(log);
@@ -67,6 +81,9 @@ async fn no_password_appears_in_any_output_of_a_run() {
     cmd.args(["collect", "--until-complete", &run_id, "--store"]).arg(path("store"));
     env(&mut cmd);
     outputs.push(output(&mut cmd).1);
+    let metrics = scrape(metrics_port);
+    assert!(metrics.starts_with("HTTP/1.1 200") && metrics.contains("cloudbench_worker_jobs_total"), "{metrics}");
+    outputs.push(metrics);
     let _ = Command::new("kill").args(["-TERM", &worker.0.id().to_string()]).status();
     wait_for("the worker to exit", WAIT, || {
         let exited = worker.0.try_wait().unwrap();
@@ -105,7 +122,7 @@ async fn no_password_appears_in_any_output_of_a_run() {
 
     let everything = outputs.join("\n");
     assert!(everything.contains(&format!("run {run_id}")), "the outputs were captured");
-    for secret in [AMQP_SECRET, REDIS_SECRET] {
+    for secret in [AMQP_SECRET, REDIS_SECRET, METRICS_SECRET] {
         assert!(!everything.contains(secret), "{secret} leaked:\n{}", everything.lines().filter(|l| l.contains(secret)).collect::<Vec<_>>().join("\n"));
     }
     rabbitmqctl(&["delete_user", &user]);
