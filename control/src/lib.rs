@@ -11,6 +11,7 @@
 
 pub mod broker;
 pub mod consume;
+pub mod dead;
 pub mod process;
 mod redact;
 pub mod state;

@@ -311,7 +311,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.skipped
             );
             if watch {
-                follow(&store, &run_id).await?;
+                follow(&store, &run_id, &cli.services.amqp_url, &ns).await?;
             }
         }
         Command::Schedule { spec, every, duration, run_id } => {
@@ -381,7 +381,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = RedisStore::connect(&cli.services.redis_url, ns.clone()).await?;
             if watch {
                 let _observed = cli.services.observe(&ns, &store, &run_id).await?;
-                follow(&store, &run_id).await?;
+                follow(&store, &run_id, &cli.services.amqp_url, &ns).await?;
             } else {
                 let view = view(&store, &run_id).await?;
                 if json {
@@ -452,7 +452,11 @@ async fn view(store: &dyn RunStore, run_id: &str) -> anyhow::Result<StatusView> 
 }
 
 /// Shows live progress until the run completes: bars on a terminal, a table every 10 s otherwise.
-async fn follow(store: &dyn RunStore, run_id: &str) -> anyhow::Result<()> {
+/// Jobs the broker dead-lettered at their delivery limit (poison jobs that kept killing workers) fail
+/// their batches on the way, checked every few seconds.
+async fn follow(store: &dyn RunStore, run_id: &str, amqp_url: &str, ns: &Namespace) -> anyhow::Result<()> {
+    let mut broker: Option<AmqpBroker> = None;
+    let mut dead_checked = std::time::Instant::now() - Duration::from_secs(60);
     let tty = std::io::stderr().is_terminal();
     let bars = indicatif::MultiProgress::new();
     let mut by_platform = std::collections::BTreeMap::new();
@@ -463,6 +467,18 @@ async fn follow(store: &dyn RunStore, run_id: &str) -> anyhow::Result<()> {
     // Batches finished per platform over the last minute: the pace shown is the recent one.
     let mut samples: std::collections::VecDeque<(i64, std::collections::BTreeMap<String, u64>)> = Default::default();
     loop {
+        if dead_checked.elapsed() >= Duration::from_secs(5) {
+            dead_checked = std::time::Instant::now();
+            if broker.is_none() {
+                broker = AmqpBroker::connect(amqp_url).await.ok();
+            }
+            if let Some(b) = &broker
+                && let Err(e) = control::dead::fail_dead_lettered(b, store, ns, run_id).await
+            {
+                tracing::warn!(error = %e, "dead-letter queue not read");
+                broker = None;
+            }
+        }
         let mut view = view(store, run_id).await?;
         let now = control::now_ms();
         samples.push_back((now, view.run.platforms.iter().map(|(p, c)| (p.clone(), status::worked_and_left(c).0)).collect()));

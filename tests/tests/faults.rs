@@ -9,12 +9,17 @@ async fn survives(fault: Fault) {
     let seed = std::env::var("CLOUDBENCH_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let tally = trial(fault, seed).await;
     assert_eq!((tally.lost(), tally.duplicated()), (0, 0), "{}: {tally:?}", fault.name());
-    let dead = if fault == Fault::Malformed { 8 } else { 0 };
+    let dead = match fault {
+        Fault::Malformed => 8,
+        Fault::Poison => 1,
+        _ => 0,
+    };
     assert_eq!(tally.dead_lettered, dead, "{}: {tally:?}", fault.name());
     match fault {
         Fault::WorkerCrash(_) => assert_eq!(tally.restarts, 1, "the crash point was reached once: {tally:?}"),
         Fault::WorkerKills => assert_eq!(tally.restarts, 4, "{tally:?}"),
         Fault::Network => assert!(tally.retries > 0, "failed requests were retried and counted: {tally:?}"),
+        Fault::Poison => assert!(tally.restarts >= 4, "a worker died at each of the job's 4 deliveries: {tally:?}"),
         _ => {}
     }
 }
@@ -42,4 +47,5 @@ faults! {
     collector_disk_full_then_space_returns => Fault::DiskFull,
     undecodable_jobs_and_metrics_are_dead_lettered => Fault::Malformed,
     storage_connections_delayed_reset_and_stalled => Fault::Network,
+    a_poison_job_is_dead_lettered_and_its_batch_failed => Fault::Poison,
 }

@@ -300,6 +300,7 @@ impl Worker {
                 }
             },
         }
+        crate::crash::holding(key.batch_index);
         crate::crash::point("claimed");
         {
             let mut b = beat.lock().expect("beat lock");

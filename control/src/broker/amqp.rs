@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions,
-    BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    BasicGetOptions, BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
     QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
@@ -185,6 +185,24 @@ impl Broker for AmqpBroker {
             .map_err(refused(format!("queue {queue} (not declared?)")))?;
         let _ = channel.close(200, "depth".into()).await;
         Ok(declared.message_count() as u64)
+    }
+
+    async fn peek(&self, queue: &str, max: usize) -> Result<Vec<Vec<u8>>, BrokerError> {
+        // Gets without acknowledging, then closes the channel: every message got returns to the queue.
+        let channel = self.connection.create_channel().await.map_err(lost)?;
+        let mut payloads = Vec::new();
+        while payloads.len() < max {
+            match channel.basic_get(queue.into(), BasicGetOptions { no_ack: false }).await {
+                Ok(Some(message)) => payloads.push(message.delivery.data.clone()),
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = channel.close(200, "peeked".into()).await;
+                    return Err(refused(format!("queue {queue}"))(e));
+                }
+            }
+        }
+        let _ = channel.close(200, "peeked".into()).await;
+        Ok(payloads)
     }
 
     async fn close(&self) {

@@ -133,6 +133,12 @@ impl Broker for MemoryBroker {
         inner.queues.get(queue).map(|q| q.ready.len() as u64).ok_or_else(|| Self::missing(queue))
     }
 
+    async fn peek(&self, queue: &str, max: usize) -> Result<Vec<Vec<u8>>, BrokerError> {
+        let inner = self.inner.lock().expect("broker lock");
+        let q = inner.queues.get(queue).ok_or_else(|| Self::missing(queue))?;
+        Ok(q.ready.iter().take(max).map(|m| m.payload.clone()).collect())
+    }
+
     async fn close(&self) {}
 }
 

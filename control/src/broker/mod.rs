@@ -120,6 +120,10 @@ pub trait Broker: Send + Sync {
     /// Number of messages ready in `queue` (not counting deliveries in progress).
     async fn depth(&self, queue: &str) -> Result<u64, BrokerError>;
 
+    /// The payloads of up to `max` messages ready in `queue`, left in it (for reading the
+    /// dead-letter queue without emptying it).
+    async fn peek(&self, queue: &str, max: usize) -> Result<Vec<Vec<u8>>, BrokerError>;
+
     /// Closes the connection in order; unsettled deliveries return to their queues.
     async fn close(&self);
 }

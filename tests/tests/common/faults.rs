@@ -32,12 +32,14 @@ pub enum Fault {
     Malformed,
     /// The network between the workers and S3 delays, resets or stalls connections.
     Network,
+    /// One job kills every worker that takes it, until the broker dead-letters it.
+    Poison,
 }
 
 impl Fault {
     pub fn all() -> Vec<Fault> {
         let mut all: Vec<Fault> = worker::crash::POINTS.iter().map(|p| Fault::WorkerCrash(p)).collect();
-        all.extend([Fault::WorkerKills, Fault::BrokerRestart, Fault::RedisRestart, Fault::CoordinatorKill, Fault::CollectorKill, Fault::DiskFull, Fault::Malformed, Fault::Network]);
+        all.extend([Fault::WorkerKills, Fault::BrokerRestart, Fault::RedisRestart, Fault::CoordinatorKill, Fault::CollectorKill, Fault::DiskFull, Fault::Malformed, Fault::Network, Fault::Poison]);
         all
     }
 
@@ -52,6 +54,7 @@ impl Fault {
             Fault::DiskFull => "collector's disk full, then space returns".into(),
             Fault::Malformed => "undecodable jobs and metrics".into(),
             Fault::Network => "S3 connections delayed, reset or stalled".into(),
+            Fault::Poison => "a poison job kills every worker that takes it".into(),
         }
     }
 }
@@ -93,6 +96,8 @@ struct Trial {
     restarts: std::cell::Cell<u64>,
     /// The workers' storage URL (with a `worker.toml` beside it) instead of local folders.
     storage: std::cell::OnceCell<String>,
+    /// A crash point every worker gets, restarted ones too (a poison job).
+    poison: std::cell::OnceCell<String>,
 }
 
 impl Trial {
@@ -100,9 +105,10 @@ impl Trial {
         let dir = tempfile::tempdir().unwrap();
         let run_id = unique(tag);
         dataset(&dir.path().join("data"), images, 4_000);
-        let spec = format!("run_id = \"{run_id}\"\nmanifest = \"data/manifest.json\"\nbatch_size = {batch_size}\ndelivery_limit = 10\n[[platform]]\nname = \"local\"\n");
+        let limit = if tag == "poison" { 4 } else { 10 };
+        let spec = format!("run_id = \"{run_id}\"\nmanifest = \"data/manifest.json\"\nbatch_size = {batch_size}\ndelivery_limit = {limit}\n[[platform]]\nname = \"local\"\n");
         std::fs::write(dir.path().join("run.toml"), spec).unwrap();
-        Self { ns: namespace(tag), run_id, batches: images.div_ceil(batch_size) as u64, services, dir, restarts: Default::default(), storage: Default::default() }
+        Self { ns: namespace(tag), run_id, batches: images.div_ceil(batch_size) as u64, services, dir, restarts: Default::default(), storage: Default::default(), poison: Default::default() }
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -124,7 +130,7 @@ impl Trial {
             }
         };
         cmd.envs(self.services.clone()).env_remove("CLOUDBENCH_CRASH_AT");
-        if let Some(at) = crash_at {
+        if let Some(at) = crash_at.or_else(|| self.poison.get().cloned()) {
             cmd.env("CLOUDBENCH_CRASH_AT", at);
         }
         Child(cmd.spawn().unwrap())
@@ -344,6 +350,22 @@ pub async fn trial(fault: Fault, seed: u64) -> Tally {
             let seen = proxy.seen();
             eprintln!("proxy connections passed/delayed/reset/stalled: {seen:?}; {tally:?}");
             assert!(seen.iter().skip(1).sum::<u64>() > 0, "the proxy hurt some connections: {seen:?}");
+            tally
+        }
+        Fault::Poison => {
+            let trial = Trial::new("poison", 96, 2, shared_services());
+            let poison = rng.random_range(0..trial.batches as u32);
+            trial.poison.set(format!("claimed@{poison}")).unwrap();
+            let mut collector = Child(trial.collector().spawn().unwrap());
+            let mut workers = vec![trial.worker(0, None), trial.worker(1, None)];
+            let mut coordinator = Child(trial.coordinator(48).spawn().unwrap());
+            finish(&trial, &mut collector, &mut workers).await;
+            assert!(coordinator.0.wait().unwrap().success());
+            let state = RedisStore::connect(&redis_url(), trial.ns.clone()).await.unwrap();
+            let progress = state.progress(&trial.run_id).await.unwrap().unwrap();
+            assert_eq!(progress.count(control::state::BatchState::Failed), 1, "the poison batch failed, the others are done");
+            let mut tally = trial.tally().await;
+            tally.expected -= 1;
             tally
         }
         Fault::Malformed => {
