@@ -216,6 +216,46 @@ fn load_file(path: &Path) -> Result<FileConfig, String> {
 }
 
 #[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Lines of a worker config: known keys and tables with values of any type, and noise.
+    fn line() -> impl Strategy<Value = String> {
+        let key = prop_oneof![
+            Just("platform"), Just("prefetch"), Just("concurrency"), Just("grace_secs"), Just("kind"), Just("path"), Just("bucket"),
+            Just("url"), Just("max_attempts"), Just("attempt_timeout"), Just("mode"), Just("rate"), Just("metrics_addr"), Just("region")
+        ];
+        let value = prop_oneof![
+            Just("1".to_owned()), Just("-5".to_owned()), Just("1e400".to_owned()), Just("true".to_owned()), Just("[1, 2]".to_owned()),
+            "\"[ -~]{0,24}\"", "[0-9]{1,12}"
+        ];
+        let table = prop_oneof![Just("[dataset]"), Just("[storage]"), Just("[retry]"), Just("[inference]"), Just("[load]"), Just("[[platform]]")];
+        prop_oneof![4 => (key, value).prop_map(|(k, v)| format!("{k} = {v}")), 1 => table.prop_map(String::from), 1 => "[ -~]{0,30}"]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_config_file_is_read_or_refused_in_one_line(lines in prop::collection::vec(line(), 0..12)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("worker.toml");
+            std::fs::write(&path, lines.join("\n")).unwrap();
+            if let Err(e) = load_file(&path) {
+                prop_assert!(e.starts_with("worker config ") && !e.contains('\n'), "{e}");
+            }
+        }
+
+        #[test]
+        fn any_store_or_endpoint_url_is_parsed_or_refused(url in prop_oneof!["(s3|azure|https?|sagemaker|local|file)://[a-zA-Z0-9._%@:/?&=-]{0,60}", "[ -~]{0,60}"]) {
+            let _ = StorageConfig::from_url(&url);
+            let _ = TargetConfig::from_url(&url);
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
