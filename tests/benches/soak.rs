@@ -38,8 +38,7 @@ async fn main() {
     let path = |p: &str| dir.path().join(p);
     let ns = namespace("soak");
     let run_id = unique("soak");
-    dataset(&path("data"), 8, 20_000);
-    std::fs::write(path("run.toml"), format!("run_id = \"{run_id}\"\nmanifest = \"data/manifest.json\"\nbatch_size = 4\n[[platform]]\nname = \"local\"\n")).unwrap();
+    local_run(dir.path(), &run_id, 8, 20_000);
 
     // A collector that runs until stopped, so that its memory can be read once the run is stored.
     let mut collect = Command::new(bin("analyzer"));

@@ -26,9 +26,7 @@ async fn coordinator_worker_and_collector_serve_live_metrics_and_log_json() {
     let path = |p: &str| dir.path().join(p);
     let ns = namespace("observe");
     let run_id = unique("observe");
-    dataset(&path("data"), 16, 25_000);
-    std::fs::create_dir_all(path("bucket")).unwrap();
-    std::fs::write(path("run.toml"), format!("run_id = \"{run_id}\"\nmanifest = \"data/manifest.json\"\nbatch_size = 4\n[[platform]]\nname = \"local\"\n")).unwrap();
+    local_run(dir.path(), &run_id, 16, 25_000);
     let (worker_port, collector_port) = (free_port(), free_port());
     let log = std::fs::File::create(path("worker.log")).unwrap();
     let mut cmd = Command::new(bin("analyzer"));

@@ -41,8 +41,7 @@ async fn scheduled_rounds_skip_while_behind_resume_after_a_restart_and_count_onc
     let path = |p: &str| dir.path().join(p);
     let ns = namespace("stability");
     let run_id = unique("stability");
-    dataset(&path("data"), 16, 20_000);
-    std::fs::write(path("run.toml"), format!("run_id = \"{run_id}\"\nmanifest = \"data/manifest.json\"\nbatch_size = 4\n[[platform]]\nname = \"local\"\n")).unwrap();
+    local_run(dir.path(), &run_id, 16, 20_000);
     let mut collector = start_collector(&ns, &run_id, &path("store"));
 
     let (coordinator, lines) = schedule(ns.as_str(), &path("run.toml"));
@@ -90,8 +89,7 @@ async fn a_schedule_rides_out_a_broker_restart_and_a_redis_restart_and_counts_ev
     let path = |p: &str| dir.path().join(p);
     let ns = namespace("restarts");
     let run_id = unique("restarts");
-    dataset(&path("data"), 12, 20_000);
-    std::fs::write(path("run.toml"), format!("run_id = \"{run_id}\"\nmanifest = \"data/manifest.json\"\nbatch_size = 4\n[[platform]]\nname = \"local\"\n")).unwrap();
+    local_run(dir.path(), &run_id, 12, 20_000);
     let mut collector = Child(collector_command(&ns, &run_id, &path("store")).envs(services.clone()).spawn().unwrap());
     let _workers: Vec<Child> =
         (0..2).map(|i| Child(local_worker(&ns, &path("data"), &path(&format!("bucket{i}"))).envs(services.clone()).spawn().unwrap())).collect();

@@ -61,8 +61,7 @@ async fn a_run_over_amqps_and_rediss_collects_every_batch_once() {
 
     let ns = namespace("tls");
     let run_id = unique("tls");
-    dataset(&path("data"), 16, 10_000);
-    std::fs::write(path("run.toml"), format!("run_id = \"{run_id}\"\nmanifest = \"data/manifest.json\"\nbatch_size = 4\n[[platform]]\nname = \"local\"\n")).unwrap();
+    local_run(dir.path(), &run_id, 16, 10_000);
     let mut collector = Child(collector_command(&ns, &run_id, &path("store")).envs(services.clone()).spawn().unwrap());
     let _worker = Child(local_worker(&ns, &path("data"), &path("bucket")).envs(services.clone()).spawn().unwrap());
     let out = with_cloud_env(Command::new(bin("coordinator")).args(["--namespace", ns.as_str(), "run"]).arg(path("run.toml"))).envs(services.clone()).output().unwrap();

@@ -184,6 +184,35 @@ impl Trial {
     }
 }
 
+/// A run in flight: its collector (`--until-complete`), two workers and `coordinator run`.
+struct Flight {
+    collector: Child,
+    workers: Vec<Child>,
+    coordinator: Child,
+}
+
+impl Trial {
+    /// Starts the collector, two workers (the first with `crash_at`) and the coordinator publishing at
+    /// most `rate` jobs a second.
+    fn launch(&self, rate: u32, crash_at: Option<String>) -> Flight {
+        self.launch_with(self.collector(), rate, crash_at)
+    }
+
+    /// [`Trial::launch`] with a collector command of the trial's own making.
+    fn launch_with(&self, mut collector: Command, rate: u32, crash_at: Option<String>) -> Flight {
+        let collector = Child(collector.spawn().unwrap());
+        let workers = vec![self.worker(0, crash_at), self.worker(1, None)];
+        Flight { collector, workers, coordinator: Child(self.coordinator(rate).spawn().unwrap()) }
+    }
+
+    /// Waits for the run to complete, restarting workers that die meanwhile, and checks that the
+    /// coordinator succeeded.
+    async fn land(&self, flight: &mut Flight) {
+        finish(self, &mut flight.collector, &mut flight.workers).await;
+        assert!(flight.coordinator.0.wait().unwrap().success(), "the coordinator published the whole run");
+    }
+}
+
 /// Restarts every worker that has exited, without its crash point.
 fn supervise(trial: &Trial, workers: &mut [Child]) {
     for (i, w) in workers.iter_mut().enumerate() {
@@ -218,79 +247,61 @@ pub async fn trial(fault: Fault, seed: u64) -> Tally {
     match fault {
         Fault::WorkerCrash(point) => {
             let trial = Trial::new("crash", 96, 2, shared_services());
-            let mut collector = Child(trial.collector().spawn().unwrap());
-            let mut workers = vec![trial.worker(0, Some(format!("{point}:{}", rng.random_range(1..=4)))), trial.worker(1, None)];
-            let mut coordinator = Child(trial.coordinator(24).spawn().unwrap());
-            finish(&trial, &mut collector, &mut workers).await;
-            assert!(coordinator.0.wait().unwrap().success());
+            let mut run = trial.launch(24, Some(format!("{point}:{}", rng.random_range(1..=4))));
+            trial.land(&mut run).await;
             trial.tally().await
         }
         Fault::WorkerKills => {
             let trial = Trial::new("kills", 96, 2, shared_services());
-            let mut collector = Child(trial.collector().spawn().unwrap());
-            let mut workers = vec![trial.worker(0, None), trial.worker(1, None)];
-            let mut coordinator = Child(trial.coordinator(24).spawn().unwrap());
+            let mut run = trial.launch(24, None);
             for _ in 0..4 {
                 tokio::time::sleep(Duration::from_millis(rng.random_range(150..500))).await;
-                let victim = rng.random_range(0..workers.len());
-                let _ = workers[victim].0.kill();
-                let _ = workers[victim].0.wait();
-                supervise(&trial, &mut workers);
+                let victim = &mut run.workers[rng.random_range(0..2)];
+                let _ = victim.0.kill();
+                let _ = victim.0.wait();
+                supervise(&trial, &mut run.workers);
             }
-            finish(&trial, &mut collector, &mut workers).await;
-            assert!(coordinator.0.wait().unwrap().success());
+            trial.land(&mut run).await;
             trial.tally().await
         }
         Fault::BrokerRestart => {
             let mut rabbit = PrivateRabbit::start();
             let trial = Trial::new("broker", 96, 2, vec![("AMQP_URL", rabbit.url()), ("REDIS_URL", redis_url())]);
-            let mut collector = Child(trial.collector().spawn().unwrap());
-            let mut workers = vec![trial.worker(0, None), trial.worker(1, None)];
-            let mut coordinator = Child(trial.coordinator(12).spawn().unwrap());
+            let mut run = trial.launch(12, None);
             trial.wait_stored(rng.random_range(4..12)).await;
             rabbit.restart();
-            finish(&trial, &mut collector, &mut workers).await;
-            assert!(coordinator.0.wait().unwrap().success(), "the coordinator resumes publishing after the restart");
+            trial.land(&mut run).await;
             trial.tally().await
         }
         Fault::RedisRestart => {
             let mut redis = PrivateRedis::start();
             let trial = Trial::new("redis", 96, 2, vec![("AMQP_URL", amqp_url()), ("REDIS_URL", redis.url())]);
-            let mut collector = Child(trial.collector().spawn().unwrap());
-            let mut workers = vec![trial.worker(0, None), trial.worker(1, None)];
-            let mut coordinator = Child(trial.coordinator(24).spawn().unwrap());
+            let mut run = trial.launch(24, None);
             trial.wait_stored(rng.random_range(4..12)).await;
             redis.kill();
             tokio::time::sleep(Duration::from_millis(rng.random_range(200..1500))).await;
             redis.restart();
-            finish(&trial, &mut collector, &mut workers).await;
-            assert!(coordinator.0.wait().unwrap().success());
+            trial.land(&mut run).await;
             trial.tally().await
         }
         Fault::CoordinatorKill => {
             let trial = Trial::new("coordinator", 300, 1, shared_services());
-            let mut collector = Child(trial.collector().spawn().unwrap());
-            let mut workers = vec![trial.worker(0, None), trial.worker(1, None)];
-            let mut first = Child(trial.coordinator(100).spawn().unwrap());
+            let mut run = trial.launch(100, None);
             tokio::time::sleep(Duration::from_millis(rng.random_range(300..2000))).await;
-            let _ = first.0.kill();
-            let _ = first.0.wait();
-            let rerun = trial.coordinator(1000).status().unwrap();
-            assert!(rerun.success());
-            finish(&trial, &mut collector, &mut workers).await;
+            let _ = run.coordinator.0.kill();
+            let _ = run.coordinator.0.wait();
+            run.coordinator = Child(trial.coordinator(1000).spawn().unwrap());
+            trial.land(&mut run).await;
             trial.tally().await
         }
         Fault::CollectorKill => {
             let trial = Trial::new("collector", 96, 2, shared_services());
-            let mut collector = Child(trial.collector().spawn().unwrap());
-            let mut workers = vec![trial.worker(0, None), trial.worker(1, None)];
-            let mut coordinator = Child(trial.coordinator(24).spawn().unwrap());
+            let mut run = trial.launch(24, None);
             trial.wait_stored(rng.random_range(4..20)).await;
-            let _ = collector.0.kill();
-            let _ = collector.0.wait();
-            let mut collector = Child(trial.collector().spawn().unwrap());
-            finish(&trial, &mut collector, &mut workers).await;
-            assert!(coordinator.0.wait().unwrap().success());
+            let _ = run.collector.0.kill();
+            let _ = run.collector.0.wait();
+            run.collector = Child(trial.collector().spawn().unwrap());
+            trial.land(&mut run).await;
             trial.tally().await
         }
         Fault::DiskFull => {
@@ -309,10 +320,8 @@ pub async fn trial(fault: Fault, seed: u64) -> Tally {
                     Ok(())
                 });
             }
-            let mut collector = Child(cmd.spawn().unwrap());
-            let mut workers = vec![trial.worker(0, None), trial.worker(1, None)];
-            let mut coordinator = Child(trial.coordinator(48).spawn().unwrap());
-            assert!(coordinator.0.wait().unwrap().success());
+            let mut run = trial.launch_with(cmd, 48, None);
+            assert!(run.coordinator.0.wait().unwrap().success());
             // Every batch done by the workers, fewer stored: the collector holds what it cannot write.
             let done = wait_for("every batch done while the disk is full", WAIT, || async {
                 let state = RedisStore::connect(&redis_url(), trial.ns.clone()).await.ok()?;
@@ -324,10 +333,10 @@ pub async fn trial(fault: Fault, seed: u64) -> Tally {
             tokio::time::sleep(Duration::from_millis(1500)).await;
             let stuck = trial.stored();
             assert!(stuck < trial.batches, "the limit stopped the collector: {stuck} of {} stored", trial.batches);
-            assert!(collector.0.try_wait().unwrap().is_none(), "a full disk does not end the collector");
+            assert!(run.collector.0.try_wait().unwrap().is_none(), "a full disk does not end the collector");
             let rl = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
-            assert_eq!(unsafe { libc::prlimit(collector.0.id() as libc::pid_t, libc::RLIMIT_FSIZE, &rl, std::ptr::null_mut()) }, 0);
-            finish(&trial, &mut collector, &mut workers).await;
+            assert_eq!(unsafe { libc::prlimit(run.collector.0.id() as libc::pid_t, libc::RLIMIT_FSIZE, &rl, std::ptr::null_mut()) }, 0);
+            trial.land(&mut run).await;
             trial.tally().await
         }
         Fault::Network => {
@@ -341,11 +350,8 @@ pub async fn trial(fault: Fault, seed: u64) -> Tally {
             let storage = format!("s3://{bucket}/?endpoint=http://127.0.0.1:{}&path_style=true&region=us-east-1", proxy.port);
             std::fs::write(trial.path("worker.toml"), "[retry]\nmax_attempts = 10\nbase_delay = 20\nmax_delay = 400\nattempt_timeout = 1000\n").unwrap();
             trial.storage.set(storage).unwrap();
-            let mut collector = Child(trial.collector().spawn().unwrap());
-            let mut workers = vec![trial.worker(0, None), trial.worker(1, None)];
-            let mut coordinator = Child(trial.coordinator(24).spawn().unwrap());
-            finish(&trial, &mut collector, &mut workers).await;
-            assert!(coordinator.0.wait().unwrap().success());
+            let mut run = trial.launch(24, None);
+            trial.land(&mut run).await;
             let tally = trial.tally().await;
             let seen = proxy.seen();
             eprintln!("proxy connections passed/delayed/reset/stalled: {seen:?}; {tally:?}");
@@ -356,11 +362,8 @@ pub async fn trial(fault: Fault, seed: u64) -> Tally {
             let trial = Trial::new("poison", 96, 2, shared_services());
             let poison = rng.random_range(0..trial.batches as u32);
             trial.poison.set(format!("claimed@{poison}")).unwrap();
-            let mut collector = Child(trial.collector().spawn().unwrap());
-            let mut workers = vec![trial.worker(0, None), trial.worker(1, None)];
-            let mut coordinator = Child(trial.coordinator(48).spawn().unwrap());
-            finish(&trial, &mut collector, &mut workers).await;
-            assert!(coordinator.0.wait().unwrap().success());
+            let mut run = trial.launch(48, None);
+            trial.land(&mut run).await;
             let state = RedisStore::connect(&redis_url(), trial.ns.clone()).await.unwrap();
             let progress = state.progress(&trial.run_id).await.unwrap().unwrap();
             assert_eq!(progress.count(control::state::BatchState::Failed), 1, "the poison batch failed, the others are done");
@@ -370,9 +373,7 @@ pub async fn trial(fault: Fault, seed: u64) -> Tally {
         }
         Fault::Malformed => {
             let trial = Trial::new("malformed", 96, 2, shared_services());
-            let mut collector = Child(trial.collector().spawn().unwrap());
-            let mut workers = vec![trial.worker(0, None), trial.worker(1, None)];
-            let mut coordinator = Child(trial.coordinator(24).spawn().unwrap());
+            let mut run = trial.launch(24, None);
             trial.wait_stored(rng.random_range(2..10)).await;
             let publisher = broker().await;
             let mut garbage = |i: usize| Outgoing { id: format!("garbage-{i}"), kind: "x", payload: (0..rng.random_range(0..64)).map(|b| (b * 37 + i) as u8).collect() };
@@ -381,8 +382,7 @@ pub async fn trial(fault: Fault, seed: u64) -> Tally {
             publisher.publish(&trial.ns.job_queue("local"), &jobs).await.unwrap();
             publisher.publish(&trial.ns.metrics_queue(), &metrics).await.unwrap();
             publisher.close().await;
-            finish(&trial, &mut collector, &mut workers).await;
-            assert!(coordinator.0.wait().unwrap().success());
+            trial.land(&mut run).await;
             wait_for("8 messages dead-lettered", WAIT, || async {
                 let broker = broker().await;
                 let depth = broker.depth(&trial.ns.dead_letter_queue()).await.ok();

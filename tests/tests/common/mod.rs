@@ -212,6 +212,15 @@ pub fn spec(dir: &Path, manifest_dir: &Path, batch_size: u32, platforms: &[&str]
     path
 }
 
+/// A dataset of `images` random files of `size` bytes in `dir/data` and the spec `dir/run.toml` of
+/// run `run_id` over it: batches of 4, one platform, `local`. Returns the spec's path.
+pub fn local_run(dir: &Path, run_id: &str, images: usize, size: usize) -> PathBuf {
+    dataset(&dir.join("data"), images, size);
+    let path = dir.join("run.toml");
+    std::fs::write(&path, format!("run_id = \"{run_id}\"\nmanifest = \"data/manifest.json\"\nbatch_size = 4\n[[platform]]\nname = \"local\"\n")).unwrap();
+    path
+}
+
 /// Path of a workspace binary; `scripts/test.sh` builds them before the tests.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
