@@ -68,9 +68,8 @@ pub async fn run_stages(
     let mut reports = Vec::new();
     for (stage, &target) in scaling.workers.iter().enumerate() {
         let stage = stage as u32;
-        let all_done = open_batches(store, run_id, stage).await? == 0;
-        let untouched = store.batches_in(run_id, &[BatchState::Pending]).await?.iter().any(|(b, _)| b.round == stage);
-        if all_done && !untouched {
+        // A stage is over (a rerun skips it) when none of its batches is open, pending included.
+        if open_batches(store, run_id, stage).await? == 0 {
             reports.push(StageReport { stage, target, live: BTreeMap::new(), short: false, skipped: true, published: 0 });
             continue;
         }
