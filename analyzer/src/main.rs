@@ -132,26 +132,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let state = RedisStore::connect(&redis_url, ns.clone()).await?;
                 let watched = store.clone();
                 let done_tx = stop_tx.clone();
-                let (dead_url, dead_ns) = (amqp_url.clone(), ns.clone());
+                let mut dead_letters = control::dead::DeadLetterWatch::new(&amqp_url, &ns, &run_id);
                 tokio::spawn(async move {
-                    let mut dead_checked = std::time::Instant::now();
-                    let mut broker: Option<AmqpBroker> = None;
                     loop {
                         tokio::time::sleep(Duration::from_millis(300)).await;
                         // Jobs the broker dead-lettered (poison jobs that kept killing workers) fail
                         // their batches, so that the run can complete.
-                        if dead_checked.elapsed() >= Duration::from_secs(5) {
-                            dead_checked = std::time::Instant::now();
-                            if broker.is_none() {
-                                broker = AmqpBroker::connect(&dead_url).await.ok();
-                            }
-                            if let Some(b) = &broker
-                                && let Err(e) = control::dead::fail_dead_lettered(b, &state, &dead_ns, &run_id).await
-                            {
-                                tracing::warn!(error = %e, "dead-letter queue not read");
-                                broker = None;
-                            }
-                        }
+                        dead_letters.tick(&state).await;
                         let Ok(Some(progress)) = state.progress(&run_id).await else { continue };
                         let stored = watched.lock().expect("store lock").count(&run_id).unwrap_or(0) as u64;
                         if progress.is_collected(stored) {

@@ -9,9 +9,10 @@
 //! again since (a later attempt) is left alone.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use crate::state::{BatchRef, BatchState, Change, Outcome};
-use crate::{Broker, BrokerError, Namespace, RunStore, StateError};
+use crate::{AmqpBroker, Broker, BrokerError, Namespace, RunStore, StateError};
 
 /// Most dead letters read at once.
 const PEEK: usize = 10_000;
@@ -60,6 +61,42 @@ pub async fn fail_dead_lettered(broker: &dyn Broker, store: &dyn RunStore, ns: &
         }
     }
     Ok(failed)
+}
+
+/// How often a [`DeadLetterWatch`] reads the dead-letter queue.
+const EVERY: Duration = Duration::from_secs(5);
+
+/// [`fail_dead_lettered`] for one run, at most every few seconds, over a broker connection of its
+/// own (opened on first use and again after a failure), for loops that poll a run anyway.
+pub struct DeadLetterWatch {
+    amqp_url: String,
+    ns: Namespace,
+    run_id: String,
+    broker: Option<AmqpBroker>,
+    next: Instant,
+}
+
+impl DeadLetterWatch {
+    pub fn new(amqp_url: &str, ns: &Namespace, run_id: &str) -> Self {
+        Self { amqp_url: amqp_url.to_owned(), ns: ns.clone(), run_id: run_id.to_owned(), broker: None, next: Instant::now() }
+    }
+
+    /// Reads the dead-letter queue if it is time to; a failure is logged and retried next time.
+    pub async fn tick(&mut self, store: &dyn RunStore) {
+        if Instant::now() < self.next {
+            return;
+        }
+        self.next = Instant::now() + EVERY;
+        if self.broker.is_none() {
+            self.broker = AmqpBroker::connect(&self.amqp_url).await.ok();
+        }
+        if let Some(broker) = &self.broker
+            && let Err(e) = fail_dead_lettered(broker, store, &self.ns, &self.run_id).await
+        {
+            tracing::warn!(error = %e, "dead-letter queue not read");
+            self.broker = None;
+        }
+    }
 }
 
 #[cfg(test)]

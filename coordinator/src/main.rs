@@ -455,8 +455,7 @@ async fn view(store: &dyn RunStore, run_id: &str) -> anyhow::Result<StatusView> 
 /// Jobs the broker dead-lettered at their delivery limit (poison jobs that kept killing workers) fail
 /// their batches on the way, checked every few seconds.
 async fn follow(store: &dyn RunStore, run_id: &str, amqp_url: &str, ns: &Namespace) -> anyhow::Result<()> {
-    let mut broker: Option<AmqpBroker> = None;
-    let mut dead_checked = std::time::Instant::now() - Duration::from_secs(60);
+    let mut dead_letters = control::dead::DeadLetterWatch::new(amqp_url, ns, run_id);
     let tty = std::io::stderr().is_terminal();
     let bars = indicatif::MultiProgress::new();
     let mut by_platform = std::collections::BTreeMap::new();
@@ -467,18 +466,7 @@ async fn follow(store: &dyn RunStore, run_id: &str, amqp_url: &str, ns: &Namespa
     // Batches finished per platform over the last minute: the pace shown is the recent one.
     let mut samples: std::collections::VecDeque<(i64, std::collections::BTreeMap<String, u64>)> = Default::default();
     loop {
-        if dead_checked.elapsed() >= Duration::from_secs(5) {
-            dead_checked = std::time::Instant::now();
-            if broker.is_none() {
-                broker = AmqpBroker::connect(amqp_url).await.ok();
-            }
-            if let Some(b) = &broker
-                && let Err(e) = control::dead::fail_dead_lettered(b, store, ns, run_id).await
-            {
-                tracing::warn!(error = %e, "dead-letter queue not read");
-                broker = None;
-            }
-        }
+        dead_letters.tick(store).await;
         let mut view = view(store, run_id).await?;
         let now = control::now_ms();
         samples.push_back((now, view.run.platforms.iter().map(|(p, c)| (p.clone(), status::worked_and_left(c).0)).collect()));
