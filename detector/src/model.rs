@@ -2,16 +2,20 @@
 //!
 //! The variant comes from the weights: every convolution's shape is read from its tensor, the number
 //! of bottlenecks in each C2f from the tensors present, the class count from the last class conv.
-//! Each Conv block is a convolution with bias followed by SiLU; a state dict's BatchNorm is folded
+//! Each Conv block is a convolution with bias followed by SiLU (on the CPU backend one fused host
+//! kernel, [`crate::fast`]); a state dict's BatchNorm is folded
 //! into the convolution at load time (eps 1e-3, as ultralytics trains), so ONNX exports (already
 //! folded) and state dicts share one path. Output: `[B, 4 + classes, A]`, rows cx, cy, w, h in input
 //! pixels then class scores after sigmoid, anchors of stride 8, 16, 32 in row-major order.
+
+use std::sync::Arc;
 
 use burn::tensor::activation::{sigmoid, silu, softmax};
 use burn::tensor::module::{conv2d, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::fast::HostConv;
 use crate::weights::{RawTensor, Weights, WeightsError};
 
 const BN_EPS: f32 = 1e-3;
@@ -21,23 +25,31 @@ pub const STRIDES: [usize; 3] = [8, 16, 32];
 /// A convolution with bias, optionally followed by SiLU.
 #[derive(Debug, Clone)]
 struct Conv {
-    weight: Tensor<4>,
-    bias: Tensor<1>,
+    kernel: Kernel,
     stride: usize,
     padding: usize,
     act: bool,
-    /// SiLU on the host in one vectorised pass (the CPU backend), rather than as two tensor ops.
-    host_silu: bool,
+}
+
+// A model holds about a hundred of these, one variant or the other throughout: their sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+enum Kernel {
+    /// Burn's `conv2d`, then SiLU as a tensor op.
+    Tensor { weight: Tensor<4>, bias: Tensor<1> },
+    /// The CPU backend: GEMMs on the host with bias and SiLU fused (see [`crate::fast`]).
+    Host(Arc<HostConv>),
 }
 
 impl Conv {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
-        let y = conv2d(x, self.weight.clone(), Some(self.bias.clone()), options);
-        match (self.act, self.host_silu) {
-            (false, _) => y,
-            (true, false) => silu(y),
-            (true, true) => crate::fast::silu_in_place(y),
+        match &self.kernel {
+            Kernel::Host(conv) => conv.forward(x),
+            Kernel::Tensor { weight, bias } => {
+                let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
+                let y = conv2d(x, weight.clone(), Some(bias.clone()), options);
+                if self.act { silu(y) } else { y }
+            }
         }
     }
 }
@@ -121,40 +133,40 @@ impl Builder<'_> {
         self.weights.tensors.get(name).ok_or_else(|| self.error(format!("tensor {name} is missing")))
     }
 
-    fn tensor4(&self, dims: &[usize], data: Vec<f32>) -> Tensor<4> {
-        Tensor::from_data(TensorData::new(data, [dims[0], dims[1], dims[2], dims[3]]), self.device)
-    }
-
-    fn tensor1(&self, data: Vec<f32>) -> Tensor<1> {
-        let n = data.len();
-        Tensor::from_data(TensorData::new(data, [n]), self.device)
+    /// A convolution of `weight` (`dims`, OIHW) and `bias`, padded to keep the size at stride 1.
+    fn conv(&self, dims: &[usize], weight: Vec<f32>, bias: Vec<f32>, stride: usize, act: bool) -> Conv {
+        let dims = [dims[0], dims[1], dims[2], dims[3]];
+        let padding = dims[2] / 2;
+        let kernel = if *self.device == Device::flex() {
+            Kernel::Host(Arc::new(HostConv::new(weight, dims, bias, stride, padding, act)))
+        } else {
+            let n = bias.len();
+            Kernel::Tensor {
+                weight: Tensor::from_data(TensorData::new(weight, dims), self.device),
+                bias: Tensor::from_data(TensorData::new(bias, [n]), self.device),
+            }
+        };
+        Conv { kernel, stride, padding, act }
     }
 
     /// A plain convolution `{prefix}.weight` + `{prefix}.bias`.
     fn plain(&self, prefix: &str, stride: usize) -> Result<Conv, WeightsError> {
         let w = self.raw(&format!("{prefix}.weight"))?;
-        if w.dims.len() != 4 {
-            return Err(self.error(format!("{prefix}.weight has dims {:?}, not a 2-D convolution", w.dims)));
+        if w.dims.len() != 4 || w.dims[2] != w.dims[3] || w.dims[2] % 2 == 0 {
+            return Err(self.error(format!("{prefix}.weight has dims {:?}, not a 2-D convolution with an odd square kernel", w.dims)));
         }
         let b = self.raw(&format!("{prefix}.bias"))?;
         if b.dims != [w.dims[0]] {
             return Err(self.error(format!("{prefix}.bias has dims {:?} for {} output channels", b.dims, w.dims[0])));
         }
-        Ok(Conv {
-            weight: self.tensor4(&w.dims, w.data.clone()),
-            bias: self.tensor1(b.data.clone()),
-            stride,
-            padding: w.dims[2] / 2,
-            act: false,
-            host_silu: false,
-        })
+        Ok(self.conv(&w.dims, w.data.clone(), b.data.clone(), stride, false))
     }
 
     /// A Conv block `{prefix}.conv` (+ `{prefix}.bn`, folded), with SiLU.
     fn block(&self, prefix: &str, stride: usize) -> Result<Conv, WeightsError> {
         let w = self.raw(&format!("{prefix}.conv.weight"))?;
-        if w.dims.len() != 4 {
-            return Err(self.error(format!("{prefix}.conv.weight has dims {:?}, not a 2-D convolution", w.dims)));
+        if w.dims.len() != 4 || w.dims[2] != w.dims[3] || w.dims[2] % 2 == 0 {
+            return Err(self.error(format!("{prefix}.conv.weight has dims {:?}, not a 2-D convolution with an odd square kernel", w.dims)));
         }
         let out = w.dims[0];
         let (weight, bias) = if let Some(b) = self.weights.tensors.get(&format!("{prefix}.conv.bias")) {
@@ -178,14 +190,7 @@ impl Builder<'_> {
         if bias.len() != out {
             return Err(self.error(format!("{prefix}.conv.bias does not match {out} output channels")));
         }
-        Ok(Conv {
-            weight: self.tensor4(&w.dims, weight),
-            bias: self.tensor1(bias),
-            stride,
-            padding: w.dims[2] / 2,
-            act: true,
-            host_silu: *self.device == Device::flex(),
-        })
+        Ok(self.conv(&w.dims, weight, bias, stride, true))
     }
 
     fn c2f(&self, layer: usize, shortcut: bool) -> Result<C2f, WeightsError> {
