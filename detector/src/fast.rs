@@ -25,7 +25,8 @@ fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     // n = round(x / ln 2), by the 1.5·2^23 trick (no rounding instruction needed).
     const ROUND: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
     // r = x - n·ln 2, with ln 2 in two parts for precision.
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let mut p = 1.987_569_1e-4_f32;
@@ -35,7 +36,9 @@ fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // 2^n from t's low mantissa bits, which hold n: integer operations only (an `as i32`
+    // conversion saturates, which compilers do one lane at a time).
+    y * f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23)
 }
 
 #[inline(always)]
@@ -68,8 +71,10 @@ fn add_bias(values: &mut [f32], bias: f32) {
 
 /// Output pixels per tile are kept to a multiple of this (the GEMM's vector width, twice).
 const LANES: usize = 16;
-/// Floats of im2col columns one tile may build (the per-core L2 cache of current x86 parts).
+/// Floats of im2col columns one tile may build.
 const COLUMN_BUDGET: usize = 128 * 1024;
+/// Floats of output one tile may write, so that its bias and SiLU pass finds them in cache.
+const OUTPUT_BUDGET: usize = 64 * 1024;
 
 /// A 2-D convolution with bias, optionally followed by SiLU, over `f32` NCHW activations.
 #[derive(Debug)]
@@ -143,12 +148,15 @@ impl HostConv {
     /// Runs the convolution over `batch` images of `input` (NCHW) and returns the NCHW output.
     fn run(&self, input: &[f32], batch: usize, g: Geometry) -> Vec<f32> {
         let n = g.oh * g.ow;
-        let mut out = vec![0.0f32; batch * self.out * n];
+        let len = batch * self.out * n;
+        // Left uninitialised: the tiles below write every element (the GEMM does not read it).
+        let mut out = Vec::<f32>::with_capacity(len);
         // Enough tiles for every thread to have several (the work per tile is even, so four per
         // thread keeps the last ones short), as wide as the column budget allows.
         let per_image = (4 * rayon::current_num_threads()).div_ceil(batch);
         let depth = self.inp * self.k * self.k;
-        let cap = if self.direct() { n } else { (COLUMN_BUDGET / depth).max(LANES) };
+        let columns = if self.direct() { usize::MAX } else { COLUMN_BUDGET / depth };
+        let cap = columns.min(OUTPUT_BUDGET / self.out).max(LANES);
         let width = n.div_ceil(per_image).min(cap).next_multiple_of(LANES).min(n);
         let tiles = n.div_ceil(width);
         let dst = Output(out.as_mut_ptr());
@@ -160,6 +168,8 @@ impl HostConv {
             // SAFETY: this task alone writes columns start..start + cols of this image's rows.
             unsafe { self.tile(input, dst.at(image * self.out * n), g, start, cols) };
         });
+        // SAFETY: the tiles cover every column of every output row of every image.
+        unsafe { out.set_len(len) };
         out
     }
 
@@ -246,16 +256,26 @@ impl HostConv {
                         }
                         let inside = &mut dst[lo - ox..hi - ox];
                         let from = lo * s + kx - pad;
-                        if s == 1 {
-                            inside.copy_from_slice(&line[from..from + inside.len()]);
-                        } else {
-                            inside.iter_mut().enumerate().for_each(|(i, v)| *v = line[from + i * s]);
+                        match s {
+                            1 => inside.copy_from_slice(&line[from..from + inside.len()]),
+                            2 => gather::<2>(inside, &line[from..]),
+                            _ => inside.iter_mut().enumerate().for_each(|(i, v)| *v = line[from + i * s]),
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// `dst[i] = src[i·S]`, with the stride known to the compiler so that the loop vectorises.
+#[inline(always)]
+fn gather<const S: usize>(dst: &mut [f32], src: &[f32]) {
+    let Some((last, head)) = dst.split_last_mut() else { return };
+    for (v, group) in head.iter_mut().zip(src.chunks_exact(S)) {
+        *v = group[0];
+    }
+    *last = src[head.len() * S];
 }
 
 #[cfg(test)]

@@ -276,6 +276,16 @@ impl YoloV8 {
     /// Runs the network on `[B, 3, H, W]` (RGB in [0, 1], H and W multiples of 32) and returns
     /// `[B, 4 + classes, A]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<3> {
+        let batch = x.dims()[0];
+        if batch > 1 && matches!(self.conv(0).kernel, Kernel::Host(_)) {
+            // On the CPU one image at a time: an image's activations stay in the caches where a
+            // batch's would not, and each convolution already spreads one image over every thread.
+            return Tensor::cat(x.chunk(batch, 0).into_iter().map(|image| self.forward_batch(image)).collect(), 0);
+        }
+        self.forward_batch(x)
+    }
+
+    fn forward_batch(&self, x: Tensor<4>) -> Tensor<3> {
         let x = self.c2f(2).forward(self.conv(1).forward(self.conv(0).forward(x)));
         let p3 = self.c2f(4).forward(self.conv(3).forward(x));
         let p4 = self.c2f(6).forward(self.conv(5).forward(p3.clone()));
