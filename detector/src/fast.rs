@@ -99,18 +99,22 @@ struct Geometry {
     ow: usize,
 }
 
-/// The output buffer, shared by the tasks that each write their own tile of it.
+/// The activations of a batch in a buffer: each image's planes contiguous from `ptr + i·stride`.
+/// Shared by the tasks of a parallel loop, each of which reads or writes its own part.
 #[derive(Clone, Copy)]
-struct Output(*mut f32);
-// SAFETY: every task writes a disjoint set of elements (its own image and columns), and the buffer
-// outlives the parallel loop that uses it.
-unsafe impl Send for Output {}
-unsafe impl Sync for Output {}
+struct Planes {
+    ptr: *mut f32,
+    stride: usize,
+}
+// SAFETY: tasks write disjoint elements (their own image and columns), read only what no task
+// writes, and the buffers outlive the parallel loop that uses them.
+unsafe impl Send for Planes {}
+unsafe impl Sync for Planes {}
 
-impl Output {
-    /// The element `offset` elements in (a method, so that closures capture the whole `Output`).
-    fn at(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
+impl Planes {
+    /// Image `i`'s first element (a method, so that closures capture the whole `Planes`).
+    fn image(self, i: usize) -> *mut f32 {
+        self.ptr.wrapping_add(i * self.stride)
     }
 }
 
@@ -147,10 +151,29 @@ impl HostConv {
 
     /// Runs the convolution over `batch` images of `input` (NCHW) and returns the NCHW output.
     fn run(&self, input: &[f32], batch: usize, g: Geometry) -> Vec<f32> {
-        let n = g.oh * g.ow;
-        let len = batch * self.out * n;
-        // Left uninitialised: the tiles below write every element (the GEMM does not read it).
+        let image = self.inp * g.h * g.w;
+        assert!(input.len() >= batch * image, "{} floats for {batch} images of {image}", input.len());
+        let len = batch * self.out * g.oh * g.ow;
+        // Left uninitialised: the tiles write every element (the GEMM does not read it).
         let mut out = Vec::<f32>::with_capacity(len);
+        let input = Planes { ptr: input.as_ptr().cast_mut(), stride: image };
+        // SAFETY: input holds the images, out has room for their outputs and overlaps nothing.
+        unsafe {
+            self.run_into(input, Planes { ptr: out.as_mut_ptr(), stride: self.out * g.oh * g.ow }, None, batch, g);
+            out.set_len(len);
+        }
+        out
+    }
+
+    /// Runs the convolution over `batch` images of `input`, writing `out`; with a `residual`, adds
+    /// it (as many planes as the output) after the activation, as a bottleneck's shortcut does.
+    ///
+    /// # Safety
+    /// Every image of `input` must hold `in` planes of `h × w`, of `out` and `residual` `out` planes
+    /// of `oh × ow`; the output planes must not overlap the input or residual planes, and nothing
+    /// else may touch any of them meanwhile.
+    unsafe fn run_into(&self, input: Planes, out: Planes, residual: Option<Planes>, batch: usize, g: Geometry) {
+        let n = g.oh * g.ow;
         // Enough tiles for every thread to have several (the work per tile is even, so four per
         // thread keeps the last ones short), as wide as the column budget allows.
         let per_image = (4 * rayon::current_num_threads()).div_ceil(batch);
@@ -159,18 +182,28 @@ impl HostConv {
         let cap = columns.min(OUTPUT_BUDGET / self.out).max(LANES);
         let width = n.div_ceil(per_image).min(cap).next_multiple_of(LANES).min(n);
         let tiles = n.div_ceil(width);
-        let dst = Output(out.as_mut_ptr());
         (0..batch * tiles).into_par_iter().for_each(|task| {
             let (image, tile) = (task / tiles, task % tiles);
             let start = tile * width;
             let cols = width.min(n - start);
-            let input = &input[image * self.inp * g.h * g.w..][..self.inp * g.h * g.w];
+            // SAFETY: per the contract, the image's input planes, which no task writes.
+            let source = unsafe { std::slice::from_raw_parts(input.image(image), self.inp * g.h * g.w) };
             // SAFETY: this task alone writes columns start..start + cols of this image's rows.
-            unsafe { self.tile(input, dst.at(image * self.out * n), g, start, cols) };
+            unsafe { self.tile(source, out.image(image), g, start, cols) };
+            if let Some(residual) = residual {
+                for o in 0..self.out {
+                    // SAFETY: the same columns, and the residual's, which no task writes.
+                    let (row, add) = unsafe {
+                        let at = o * n + start;
+                        (
+                            std::slice::from_raw_parts_mut(out.image(image).add(at), cols),
+                            std::slice::from_raw_parts(residual.image(image).add(at), cols),
+                        )
+                    };
+                    row.iter_mut().zip(add).for_each(|(v, r)| *v += r);
+                }
+            }
         });
-        // SAFETY: the tiles cover every column of every output row of every image.
-        unsafe { out.set_len(len) };
-        out
     }
 
     /// Computes output columns `start..start + cols` of one image into `out` (that image's
@@ -268,6 +301,69 @@ impl HostConv {
     }
 }
 
+/// A C2f block on the host. `cv1`'s output and every bottleneck's are written side by side into one
+/// buffer, which is the concatenation `cv2` reads, so nothing is split, copied or concatenated; a
+/// bottleneck's shortcut is added as its second convolution writes. Every convolution of a C2f has
+/// stride 1 and keeps the size.
+pub fn c2f(cv1: &HostConv, bottlenecks: &[(&HostConv, &HostConv)], shortcut: bool, cv2: &HostConv, x: Tensor<4>) -> Tensor<4> {
+    let device = x.device();
+    let [batch, c, h, w] = x.dims();
+    let half = cv1.out / 2;
+    let channels = cv1.out + bottlenecks.len() * half;
+    let chained = bottlenecks.iter().all(|(a, b)| a.inp == half && b.inp == a.out && b.out == half);
+    assert!(c == cv1.inp && chained && cv2.inp == channels, "C2f channels do not chain");
+    let same = |conv: &HostConv| conv.stride == 1 && conv.k == 2 * conv.pad + 1;
+    assert!(same(cv1) && same(cv2) && bottlenecks.iter().all(|(a, b)| same(a) && same(b)), "C2f convolutions keep the size");
+    let input = x.into_data().try_into_vec::<f32>().expect("activations are f32");
+    let (g, plane) = (Geometry { h, w, oh: h, ow: w }, h * w);
+    let mut cat = vec![0.0f32; batch * channels * plane];
+    let base = cat.as_mut_ptr();
+    let at = |channel: usize| Planes { ptr: base.wrapping_add(channel * plane), stride: channels * plane };
+    // SAFETY: each convolution reads planes written before it and writes planes nothing reads
+    // meanwhile: cv1 channels 0..2·half, bottleneck i reads the half before its own and writes
+    // channels (2 + i)·half..(3 + i)·half; every buffer holds all its images.
+    unsafe {
+        cv1.run_into(Planes { ptr: input.as_ptr().cast_mut(), stride: c * plane }, at(0), None, batch, g);
+        for (i, (a, b)) in bottlenecks.iter().enumerate() {
+            let last = at((1 + i) * half);
+            let mut mid = Vec::<f32>::with_capacity(batch * a.out * plane);
+            let mid_planes = Planes { ptr: mid.as_mut_ptr(), stride: a.out * plane };
+            a.run_into(last, mid_planes, None, batch, g);
+            mid.set_len(batch * a.out * plane);
+            b.run_into(mid_planes, at((2 + i) * half), shortcut.then_some(last), batch, g);
+        }
+    }
+    let out = cv2.run(&cat, batch, g);
+    Tensor::from_data(TensorData::new(out, [batch, cv2.out, h, w]), &device)
+}
+
+/// Max pooling of every plane over a `(2r+1)²` window, stride 1, padded so the size is kept (padding
+/// never wins): SPPF's pooling. Separable: the maximum along rows, then along columns.
+pub fn max_pool_same(x: Tensor<4>, r: usize) -> Tensor<4> {
+    let device = x.device();
+    let [b, c, h, w] = x.dims();
+    let mut values = x.into_data().try_into_vec::<f32>().expect("activations are f32");
+    values.par_chunks_mut(h * w).for_each(|plane| {
+        let mut line = vec![0.0f32; w.max(h)];
+        for row in plane.chunks_exact_mut(w) {
+            line[..w].copy_from_slice(row);
+            for (x, v) in row.iter_mut().enumerate() {
+                *v = line[x.saturating_sub(r)..(x + r + 1).min(w)].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            }
+        }
+        let rows: Vec<f32> = plane.to_vec();
+        for y in 0..h {
+            let (top, bottom) = (y.saturating_sub(r), (y + r + 1).min(h));
+            let out = &mut plane[y * w..][..w];
+            out.copy_from_slice(&rows[top * w..][..w]);
+            for other in top + 1..bottom {
+                out.iter_mut().zip(&rows[other * w..][..w]).for_each(|(o, v)| *o = o.max(*v));
+            }
+        }
+    });
+    Tensor::from_data(TensorData::new(values, [b, c, h, w]), &device)
+}
+
 /// `dst[i] = src[i·S]`, with the stride known to the compiler so that the loop vectorises.
 #[inline(always)]
 fn gather<const S: usize>(dst: &mut [f32], src: &[f32]) {
@@ -304,6 +400,28 @@ mod tests {
         bias_silu(&mut extreme, 0.0);
         assert!(extreme[0].abs() < 1e-8 && extreme[1] == 1e30, "{extreme:?}");
         assert!(extreme[2].abs() < 1e-30 && extreme[3] == 100.0);
+    }
+
+    #[test]
+    fn max_pooling_matches_its_definition() {
+        let device = burn::tensor::Device::flex();
+        let (b, c, h, w, r) = (2, 3, 7, 9, 2);
+        let input = values(b * c * h * w, 3);
+        let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [b, c, h, w]), &device);
+        let got = max_pool_same(x, r).into_data().try_into_vec::<f32>().unwrap();
+        for p in 0..b * c {
+            for y in 0..h {
+                for x in 0..w {
+                    let mut best = f32::NEG_INFINITY;
+                    for yy in y.saturating_sub(r)..(y + r + 1).min(h) {
+                        for xx in x.saturating_sub(r)..(x + r + 1).min(w) {
+                            best = best.max(input[(p * h + yy) * w + xx]);
+                        }
+                    }
+                    assert_eq!(got[(p * h + y) * w + x], best, "plane {p} at {y},{x}");
+                }
+            }
+        }
     }
 
     /// The convolution by its definition, one output at a time, in f64.

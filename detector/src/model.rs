@@ -42,6 +42,13 @@ enum Kernel {
 }
 
 impl Conv {
+    fn host(&self) -> Option<&HostConv> {
+        match &self.kernel {
+            Kernel::Host(conv) => Some(conv),
+            Kernel::Tensor { .. } => None,
+        }
+    }
+
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         match &self.kernel {
             Kernel::Host(conv) => conv.forward(x),
@@ -64,6 +71,12 @@ struct C2f {
 
 impl C2f {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if let (Some(cv1), Some(cv2)) = (self.cv1.host(), self.cv2.host()) {
+            let bottlenecks: Option<Vec<_>> = self.bottlenecks.iter().map(|(a, b)| Some((a.host()?, b.host()?))).collect();
+            if let Some(bottlenecks) = bottlenecks {
+                return crate::fast::c2f(cv1, &bottlenecks, self.shortcut, cv2, x);
+            }
+        }
         let mut ys = self.cv1.forward(x).chunk(2, 1);
         for (a, b) in &self.bottlenecks {
             let last = ys.last().expect("two halves").clone();
@@ -82,7 +95,10 @@ struct Sppf {
 
 impl Sppf {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let pool = |t: Tensor<4>| max_pool2d(t, MaxPoolOptions::new([5, 5]).with_stride([1, 1]).with_padding([2, 2]));
+        let pool = |t: Tensor<4>| match self.cv1.host().is_some() {
+            true => crate::fast::max_pool_same(t, 2),
+            false => max_pool2d(t, MaxPoolOptions::new([5, 5]).with_stride([1, 1]).with_padding([2, 2])),
+        };
         let x = self.cv1.forward(x);
         let y1 = pool(x.clone());
         let y2 = pool(y1.clone());
@@ -277,7 +293,7 @@ impl YoloV8 {
     /// `[B, 4 + classes, A]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<3> {
         let batch = x.dims()[0];
-        if batch > 1 && matches!(self.conv(0).kernel, Kernel::Host(_)) {
+        if batch > 1 && self.conv(0).host().is_some() {
             // On the CPU one image at a time: an image's activations stay in the caches where a
             // batch's would not, and each convolution already spreads one image over every thread.
             return Tensor::cat(x.chunk(batch, 0).into_iter().map(|image| self.forward_batch(image)).collect(), 0);
