@@ -42,27 +42,61 @@ fn exp(x: f32) -> f32 {
 }
 
 #[inline(always)]
-fn bias_silu_portable(values: &mut [f32], bias: f32) {
-    for v in values {
-        let x = *v + bias;
-        *v = x / (1.0 + exp(-x));
-    }
+fn map_portable(values: &mut [f32], f: impl Fn(f32) -> f32) {
+    values.iter_mut().for_each(|v| *v = f(*v));
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn bias_silu_avx2(values: &mut [f32], bias: f32) {
-    bias_silu_portable(values, bias)
+fn map_avx2(values: &mut [f32], f: impl Fn(f32) -> f32) {
+    map_portable(values, f)
+}
+
+/// `v ← f(v)` for every element, compiled for AVX2 and FMA when the processor has them.
+#[inline(always)]
+fn map(values: &mut [f32], f: impl Fn(f32) -> f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the processor has both features, checked just above.
+        return unsafe { map_avx2(values, f) };
+    }
+    map_portable(values, f)
 }
 
 /// `v ← silu(v + bias)` for every element.
 pub fn bias_silu(values: &mut [f32], bias: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the processor has both features, checked just above.
-        return unsafe { bias_silu_avx2(values, bias) };
+    map(values, |v| {
+        let x = v + bias;
+        x / (1.0 + exp(-x))
+    })
+}
+
+/// The logistic sigmoid of a tensor, computed on the host.
+pub fn sigmoid<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+    let (device, dims) = (t.device(), t.dims());
+    let mut values = t.into_data().try_into_vec::<f32>().expect("activations are f32");
+    values.par_chunks_mut(16 * 1024).for_each(|chunk| map(chunk, |x| 1.0 / (1.0 + exp(-x))));
+    Tensor::from_data(TensorData::new(values, dims), &device)
+}
+
+/// `cat([upsample2(a), b], 1)` on the host: `a` enlarged ×2 by nearest neighbour and `b` side by
+/// side in one buffer, each written once.
+pub fn upsample_cat(a: Tensor<4>, b: Tensor<4>) -> Tensor<4> {
+    let device = a.device();
+    let ([batch, ca, h, w], [bb, cb, h2, w2]) = (a.dims(), b.dims());
+    assert!(bb == batch && h2 == 2 * h && w2 == 2 * w, "upsample_cat of {:?} and {:?}", a.dims(), b.dims());
+    let a = a.into_data().try_into_vec::<f32>().expect("activations are f32");
+    let b = b.into_data().try_into_vec::<f32>().expect("activations are f32");
+    let mut out = Vec::with_capacity(batch * (ca + cb) * h2 * w2);
+    for image in 0..batch {
+        for row in a[image * ca * h * w..][..ca * h * w].chunks_exact(w) {
+            let wide: Vec<f32> = row.iter().flat_map(|&v| [v, v]).collect();
+            out.extend_from_slice(&wide);
+            out.extend_from_slice(&wide);
+        }
+        out.extend_from_slice(&b[image * cb * h2 * w2..][..cb * h2 * w2]);
     }
-    bias_silu_portable(values, bias)
+    Tensor::from_data(TensorData::new(out, [batch, ca + cb, h2, w2]), &device)
 }
 
 fn add_bias(values: &mut [f32], bias: f32) {
@@ -395,6 +429,12 @@ mod tests {
         bias_silu(&mut v, 0.5);
         for (a, b) in v.iter().zip(&expected) {
             assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}");
+        }
+        let device = burn::tensor::Device::flex();
+        let logits = Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), &device);
+        let probabilities = sigmoid(logits).into_data().try_into_vec::<f32>().unwrap();
+        for (p, x) in probabilities.iter().zip(&v) {
+            assert!((p - 1.0 / (1.0 + (-x).exp())).abs() <= 1e-7, "sigmoid({x}) = {p}");
         }
         let mut extreme = vec![-1e30f32, 1e30, -100.0, 100.0];
         bias_silu(&mut extreme, 0.0);

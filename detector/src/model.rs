@@ -306,8 +306,13 @@ impl YoloV8 {
         let p3 = self.c2f(4).forward(self.conv(3).forward(x));
         let p4 = self.c2f(6).forward(self.conv(5).forward(p3.clone()));
         let p5 = self.sppf.forward(self.c2f(8).forward(self.conv(7).forward(p4.clone())));
-        let n4 = self.c2f(12).forward(Tensor::cat(vec![upsample2(p5.clone()), p4], 1));
-        let out3 = self.c2f(15).forward(Tensor::cat(vec![upsample2(n4.clone()), p3], 1));
+        let host = self.conv(0).host().is_some();
+        let upsample_cat = |a: Tensor<4>, b: Tensor<4>| match host {
+            true => crate::fast::upsample_cat(a, b),
+            false => Tensor::cat(vec![upsample2(a), b], 1),
+        };
+        let n4 = self.c2f(12).forward(upsample_cat(p5.clone(), p4));
+        let out3 = self.c2f(15).forward(upsample_cat(n4.clone(), p3));
         let out4 = self.c2f(18).forward(Tensor::cat(vec![self.conv(16).forward(out3.clone()), n4], 1));
         let out5 = self.c2f(21).forward(Tensor::cat(vec![self.conv(19).forward(out4.clone()), p5], 1));
         self.detect([out3, out4, out5])
@@ -350,6 +355,8 @@ impl YoloV8 {
         let centre = (top_left.clone() + bottom_right.clone()).div_scalar(2.0);
         let size = bottom_right - top_left;
         let xywh = Tensor::cat(vec![centre, size], 1) * stride;
-        Tensor::cat(vec![xywh, sigmoid(Tensor::cat(scores, 2))], 1)
+        let scores = Tensor::cat(scores, 2);
+        let scores = if self.conv(0).host().is_some() { crate::fast::sigmoid(scores) } else { sigmoid(scores) };
+        Tensor::cat(vec![xywh, scores], 1)
     }
 }
