@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Detector benchmark: YOLOv8n 640×640, batch 1 and 8, 2 threads, Burn Flex against ONNX Runtime on
-# the same ONNX file (the committed random-weight fixture unless CLOUDBENCH_WEIGHTS names another).
+# Detector benchmark: YOLOv8n 640×640, batch 1 and 8, 2 threads, this crate (and Burn Flex on tensor
+# ops alone) against ONNX Runtime on the same ONNX file (the committed random-weight fixture unless
+# CLOUDBENCH_WEIGHTS names another).
 #   CLOUDBENCH_BENCH_SECONDS=20   timed seconds per point
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,5 +1,6 @@
 //! Inference benchmark (`scripts/bench-detector.sh`): YOLOv8n at 640×640, batch 1 and batch 8, two
-//! threads, this crate's Flex backend against ONNX Runtime on the same ONNX file in the same run.
+//! threads, this crate on the CPU (Flex with its host kernels) against ONNX Runtime on the same ONNX
+//! file in the same run, and the same model on Burn's tensor ops alone (what stock Burn Flex does).
 //!
 //! Each side runs in its own process (so its peak memory is its own) on the same inputs: one warm-up
 //! pass, then passes until `CLOUDBENCH_BENCH_SECONDS` (default 20) have gone by. Prints images per
@@ -36,11 +37,24 @@ fn main() {
     println!("| batch | engine | images/s | ratio to ONNX Runtime | peak RSS MiB |");
     println!("|---:|---|---:|---:|---:|");
     for batch in [1usize, 8] {
-        let ours = run(Command::new(std::env::current_exe().unwrap()).env("CLOUDBENCH_DETECTOR_CHILD", batch.to_string()));
-        let theirs = run(Command::new(&python).arg(&peer).arg(weights()).args([batch.to_string(), THREADS.to_string(), budget().as_secs_f64().to_string()]));
-        let (a, b) = (ours["images_per_s"].as_f64().unwrap(), theirs["images_per_s"].as_f64().unwrap());
-        println!("| {batch} | {} | {a:.2} | {:.2} | {:.0} |", ours["engine"].as_str().unwrap(), a / b, ours["peak_rss_mib"].as_f64().unwrap());
-        println!("| {batch} | {} | {b:.2} | 1.00 | {:.0} |", theirs["engine"].as_str().unwrap(), theirs["peak_rss_mib"].as_f64().unwrap());
+        let child = |ops: &str| {
+            run(Command::new(std::env::current_exe().unwrap())
+                .env("CLOUDBENCH_DETECTOR_CHILD", batch.to_string())
+                .env("CLOUDBENCH_DETECTOR_OPS", ops))
+        };
+        let ours = child("host");
+        let stock = child("burn");
+        let theirs = run(Command::new(&python).arg(&peer).arg(weights()).args([
+            batch.to_string(),
+            THREADS.to_string(),
+            budget().as_secs_f64().to_string(),
+        ]));
+        let reference = theirs["images_per_s"].as_f64().unwrap();
+        for result in [&ours, &stock, &theirs] {
+            let rate = result["images_per_s"].as_f64().unwrap();
+            let (engine, rss) = (result["engine"].as_str().unwrap(), result["peak_rss_mib"].as_f64().unwrap());
+            println!("| {batch} | {engine} | {rate:.2} | {:.2} | {rss:.0} |", rate / reference);
+        }
     }
 }
 
@@ -59,7 +73,13 @@ fn peak_rss_mib() -> f64 {
 fn child(batch: usize) {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(THREADS).build().unwrap();
     let device = Device::flex();
-    let model = YoloV8::from_weights(&Weights::load(&weights()).unwrap(), &device).unwrap();
+    let burn_ops = std::env::var("CLOUDBENCH_DETECTOR_OPS").is_ok_and(|ops| ops == "burn");
+    let weights = Weights::load(&weights()).unwrap();
+    let model = match burn_ops {
+        true => YoloV8::from_weights_on_burn_ops(&weights, &device),
+        false => YoloV8::from_weights(&weights, &device),
+    }
+    .unwrap();
     let n = batch * 3 * SIZE * SIZE;
     let input: Vec<f32> = (0..n as u64).map(|i| ((i * 7919) % 10007) as f32 / 10007.0).collect();
     let pass = || {
@@ -78,7 +98,7 @@ fn child(batch: usize) {
         (passes, started.elapsed())
     });
     let result = json!({
-        "engine": "detector (Burn 0.22 Flex)",
+        "engine": if burn_ops { "Burn 0.22 Flex, tensor ops only" } else { "detector (Burn 0.22 Flex + host kernels)" },
         "images_per_s": (passes * batch) as f64 / took.as_secs_f64(),
         "peak_rss_mib": peak_rss_mib(),
     });

@@ -138,6 +138,8 @@ pub struct YoloV8 {
 struct Builder<'a> {
     weights: &'a Weights,
     device: &'a Device,
+    /// Convolutions as host kernels (the CPU backend) rather than Burn tensor ops.
+    host: bool,
 }
 
 impl Builder<'_> {
@@ -153,7 +155,7 @@ impl Builder<'_> {
     fn conv(&self, dims: &[usize], weight: Vec<f32>, bias: Vec<f32>, stride: usize, act: bool) -> Conv {
         let dims = [dims[0], dims[1], dims[2], dims[3]];
         let padding = dims[2] / 2;
-        let kernel = if *self.device == Device::flex() {
+        let kernel = if self.host {
             Kernel::Host(Arc::new(HostConv::new(weight, dims, bias, stride, padding, act)))
         } else {
             let n = bias.len();
@@ -236,7 +238,17 @@ const C2FS: [(usize, bool); 8] = [(2, true), (4, true), (6, true), (8, true), (1
 impl YoloV8 {
     /// Builds the model from `weights` on `device`, checking that the tensors form a YOLOv8 detector.
     pub fn from_weights(weights: &Weights, device: &Device) -> Result<Self, WeightsError> {
-        let b = Builder { weights, device };
+        Self::build(weights, device, *device == Device::flex())
+    }
+
+    /// Builds the model on Burn's tensor ops alone, as it runs on the GPU backends, even on the CPU:
+    /// the reference tests check that path on the CPU, the benchmark compares against it.
+    pub fn from_weights_on_burn_ops(weights: &Weights, device: &Device) -> Result<Self, WeightsError> {
+        Self::build(weights, device, false)
+    }
+
+    fn build(weights: &Weights, device: &Device, host: bool) -> Result<Self, WeightsError> {
+        let b = Builder { weights, device, host };
         let convs = DOWNSAMPLES.iter().map(|&i| Ok((i, b.block(&format!("model.{i}"), 2)?))).collect::<Result<Vec<_>, WeightsError>>()?;
         let c2fs = C2FS.iter().map(|&(i, shortcut)| Ok((i, b.c2f(i, shortcut)?))).collect::<Result<Vec<_>, WeightsError>>()?;
         let sppf = Sppf { cv1: b.block("model.9.cv1", 1)?, cv2: b.block("model.9.cv2", 1)? };

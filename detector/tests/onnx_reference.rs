@@ -28,17 +28,31 @@ fn read_f32(path: &std::path::Path) -> Vec<f32> {
 
 #[test]
 fn burn_matches_onnx_runtime_on_every_fixture_case() {
-    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(fixtures().join("fixture.json")).unwrap()).unwrap();
     let weights = Weights::load(&fixtures().join("yolov8n-random.onnx")).unwrap();
     let device = device();
-    let model = YoloV8::from_weights(&weights, &device).unwrap();
+    matches_onnx_runtime(&YoloV8::from_weights(&weights, &device).unwrap(), &device);
+}
+
+/// The CPU backend runs its convolutions as host kernels; the GPU backends run Burn's tensor ops.
+/// This checks the latter on the CPU, so that CI covers the graph the GPUs run.
+#[test]
+fn burn_tensor_ops_match_onnx_runtime_too() {
+    let weights = Weights::load(&fixtures().join("yolov8n-random.onnx")).unwrap();
+    let device = device();
+    matches_onnx_runtime(&YoloV8::from_weights_on_burn_ops(&weights, &device).unwrap(), &device);
+}
+
+fn matches_onnx_runtime(model: &YoloV8, device: &Device) {
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(fixtures().join("fixture.json")).unwrap()).unwrap();
+    let weights = Weights::load(&fixtures().join("yolov8n-random.onnx")).unwrap();
     assert_eq!((model.variant(), model.classes()), ('n', 80));
     assert_eq!(weights.class_names().unwrap().len(), 80);
     for case in meta["cases"].as_array().unwrap() {
-        let (b, h, w) = (case["batch"].as_u64().unwrap() as usize, case["height"].as_u64().unwrap() as usize, case["width"].as_u64().unwrap() as usize);
+        let (b, h, w) =
+            (case["batch"].as_u64().unwrap() as usize, case["height"].as_u64().unwrap() as usize, case["width"].as_u64().unwrap() as usize);
         let step = case["anchor_stride"].as_u64().unwrap() as usize;
         let expected = read_f32(&fixtures().join(case["file"].as_str().unwrap()));
-        let x = Tensor::<4>::from_data(TensorData::new(input(b, h, w), [b, 3, h, w]), &device);
+        let x = Tensor::<4>::from_data(TensorData::new(input(b, h, w), [b, 3, h, w]), device);
         let out = model.forward(x);
         let [ob, rows, anchors] = out.dims();
         assert_eq!([ob, rows], [b, 84]);
@@ -140,7 +154,11 @@ fn a_safetensors_state_dict_with_batch_norm_gives_the_same_model() {
     let from_state_dict = YoloV8::from_weights(&Weights::load(&path).unwrap(), &device).unwrap();
     let (h, w) = (64, 64);
     let run = |model: &YoloV8| -> Vec<f32> {
-        model.forward(Tensor::<4>::from_data(TensorData::new(input(1, h, w), [1, 3, h, w]), &device)).into_data().try_into_vec::<f32>().unwrap()
+        model
+            .forward(Tensor::<4>::from_data(TensorData::new(input(1, h, w), [1, 3, h, w]), &device))
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap()
     };
     let (a, b) = (run(&from_onnx), run(&from_state_dict));
     let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs() / y.abs().max(1.0)).fold(0f32, f32::max);
