@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use detector::{Device, Tensor, TensorData, Weights, YoloV8};
+use detector::{Tensor, TensorData, Weights, YoloV8};
 use serde_json::{Value, json};
 
 const SIZE: usize = 640;
@@ -26,6 +26,12 @@ fn budget() -> Duration {
     Duration::from_secs_f64(std::env::var("CLOUDBENCH_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20.0))
 }
 
+/// The device this crate runs on: `CLOUDBENCH_DETECTOR_DEVICE` (`flex` unless set; `wgpu` in a build
+/// with the `wgpu` feature). ONNX Runtime stays on the CPU as the reference.
+fn device_name() -> String {
+    std::env::var("CLOUDBENCH_DETECTOR_DEVICE").unwrap_or_else(|_| "flex".into())
+}
+
 fn main() {
     if let Ok(batch) = std::env::var("CLOUDBENCH_DETECTOR_CHILD") {
         child(batch.parse().unwrap());
@@ -33,7 +39,7 @@ fn main() {
     }
     let python = std::env::var("CLOUDBENCH_PYTHON").unwrap_or_else(|_| "python3".into());
     let peer = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/ort_bench.py");
-    println!("YOLOv8n {SIZE}×{SIZE}, {THREADS} threads, weights {}\n", weights().display());
+    println!("YOLOv8n {SIZE}×{SIZE}, {THREADS} threads, device {}, weights {}\n", device_name(), weights().display());
     println!("| batch | engine | images/s | ratio to ONNX Runtime | peak RSS MiB |");
     println!("|---:|---|---:|---:|---:|");
     for batch in [1usize, 8] {
@@ -43,14 +49,15 @@ fn main() {
                 .env("CLOUDBENCH_DETECTOR_OPS", ops))
         };
         let ours = child("host");
-        let stock = child("burn");
+        // On a GPU the model runs on tensor ops anyway; the stock-Burn row is the CPU's.
+        let stock = (device_name() == "flex").then(|| child("burn"));
         let theirs = run(Command::new(&python).arg(&peer).arg(weights()).args([
             batch.to_string(),
             THREADS.to_string(),
             budget().as_secs_f64().to_string(),
         ]));
         let reference = theirs["images_per_s"].as_f64().unwrap();
-        for result in [&ours, &stock, &theirs] {
+        for result in [Some(&ours), stock.as_ref(), Some(&theirs)].into_iter().flatten() {
             let rate = result["images_per_s"].as_f64().unwrap();
             let (engine, rss) = (result["engine"].as_str().unwrap(), result["peak_rss_mib"].as_f64().unwrap());
             println!("| {batch} | {engine} | {rate:.2} | {:.2} | {rss:.0} |", rate / reference);
@@ -72,7 +79,7 @@ fn peak_rss_mib() -> f64 {
 
 fn child(batch: usize) {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(THREADS).build().unwrap();
-    let device = Device::flex();
+    let device = detector::device(&device_name()).unwrap_or_else(|e| panic!("{e}"));
     let burn_ops = std::env::var("CLOUDBENCH_DETECTOR_OPS").is_ok_and(|ops| ops == "burn");
     let weights = Weights::load(&weights()).unwrap();
     let model = match burn_ops {
@@ -98,7 +105,11 @@ fn child(batch: usize) {
         (passes, started.elapsed())
     });
     let result = json!({
-        "engine": if burn_ops { "Burn 0.22 Flex, tensor ops only" } else { "detector (Burn 0.22 Flex + host kernels)" },
+        "engine": match (device_name().as_str(), burn_ops) {
+            ("flex", true) => "Burn 0.22 Flex, tensor ops only".to_string(),
+            ("flex", false) => "detector (Burn 0.22 Flex + host kernels)".to_string(),
+            (other, _) => format!("detector (Burn 0.22 {other})"),
+        },
         "images_per_s": (passes * batch) as f64 / took.as_secs_f64(),
         "peak_rss_mib": peak_rss_mib(),
     });
