@@ -41,6 +41,11 @@ fn exp(x: f32) -> f32 {
     y * f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23)
 }
 
+/// A tensor's values on the host (no copy when the tensor holds them alone).
+fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().expect("activations are f32")
+}
+
 #[inline(always)]
 fn map_portable(values: &mut [f32], f: impl Fn(f32) -> f32) {
     values.iter_mut().for_each(|v| *v = f(*v));
@@ -74,7 +79,7 @@ pub fn bias_silu(values: &mut [f32], bias: f32) {
 /// The logistic sigmoid of a tensor, computed on the host.
 pub fn sigmoid<const D: usize>(t: Tensor<D>) -> Tensor<D> {
     let (device, dims) = (t.device(), t.dims());
-    let mut values = t.into_data().try_into_vec::<f32>().expect("activations are f32");
+    let mut values = host_values(t);
     values.par_chunks_mut(16 * 1024).for_each(|chunk| map(chunk, |x| 1.0 / (1.0 + exp(-x))));
     Tensor::from_data(TensorData::new(values, dims), &device)
 }
@@ -85,14 +90,14 @@ pub fn upsample_cat(a: Tensor<4>, b: Tensor<4>) -> Tensor<4> {
     let device = a.device();
     let ([batch, ca, h, w], [bb, cb, h2, w2]) = (a.dims(), b.dims());
     assert!(bb == batch && h2 == 2 * h && w2 == 2 * w, "upsample_cat of {:?} and {:?}", a.dims(), b.dims());
-    let a = a.into_data().try_into_vec::<f32>().expect("activations are f32");
-    let b = b.into_data().try_into_vec::<f32>().expect("activations are f32");
+    let a = host_values(a);
+    let b = host_values(b);
     let mut out = Vec::with_capacity(batch * (ca + cb) * h2 * w2);
     for image in 0..batch {
         for row in a[image * ca * h * w..][..ca * h * w].chunks_exact(w) {
-            let wide: Vec<f32> = row.iter().flat_map(|&v| [v, v]).collect();
-            out.extend_from_slice(&wide);
-            out.extend_from_slice(&wide);
+            // Each pixel twice across, then that row twice down.
+            out.extend(row.iter().flat_map(|&v| [v, v]));
+            out.extend_from_within(out.len() - 2 * w..);
         }
         out.extend_from_slice(&b[image * cb * h2 * w2..][..cb * h2 * w2]);
     }
@@ -177,7 +182,7 @@ impl HostConv {
         let device = x.device();
         let [b, c, h, w] = x.dims();
         assert_eq!(c, self.inp, "input channels");
-        let input = x.into_data().try_into_vec::<f32>().expect("activations are f32");
+        let input = host_values(x);
         let (oh, ow) = self.output_size(h, w);
         let out = self.run(&input, b, Geometry { h, w, oh, ow });
         Tensor::from_data(TensorData::new(out, [b, self.out, oh, ow]), &device)
@@ -348,7 +353,7 @@ pub fn c2f(cv1: &HostConv, bottlenecks: &[(&HostConv, &HostConv)], shortcut: boo
     assert!(c == cv1.inp && chained && cv2.inp == channels, "C2f channels do not chain");
     let same = |conv: &HostConv| conv.stride == 1 && conv.k == 2 * conv.pad + 1;
     assert!(same(cv1) && same(cv2) && bottlenecks.iter().all(|(a, b)| same(a) && same(b)), "C2f convolutions keep the size");
-    let input = x.into_data().try_into_vec::<f32>().expect("activations are f32");
+    let input = host_values(x);
     let (g, plane) = (Geometry { h, w, oh: h, ow: w }, h * w);
     let mut cat = vec![0.0f32; batch * channels * plane];
     let base = cat.as_mut_ptr();
@@ -376,11 +381,11 @@ pub fn c2f(cv1: &HostConv, bottlenecks: &[(&HostConv, &HostConv)], shortcut: boo
 pub fn max_pool_same(x: Tensor<4>, r: usize) -> Tensor<4> {
     let device = x.device();
     let [b, c, h, w] = x.dims();
-    let mut values = x.into_data().try_into_vec::<f32>().expect("activations are f32");
+    let mut values = host_values(x);
     values.par_chunks_mut(h * w).for_each(|plane| {
-        let mut line = vec![0.0f32; w.max(h)];
+        let mut line = vec![0.0f32; w];
         for row in plane.chunks_exact_mut(w) {
-            line[..w].copy_from_slice(row);
+            line.copy_from_slice(row);
             for (x, v) in row.iter_mut().enumerate() {
                 *v = line[x.saturating_sub(r)..(x + r + 1).min(w)].iter().copied().fold(f32::NEG_INFINITY, f32::max);
             }

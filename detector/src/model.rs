@@ -23,39 +23,31 @@ const BN_EPS: f32 = 1e-3;
 pub const STRIDES: [usize; 3] = [8, 16, 32];
 
 /// A convolution with bias, optionally followed by SiLU.
-#[derive(Debug, Clone)]
-struct Conv {
-    kernel: Kernel,
-    stride: usize,
-    padding: usize,
-    act: bool,
-}
-
 // A model holds about a hundred of these, one variant or the other throughout: their sizes do not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
-enum Kernel {
-    /// Burn's `conv2d`, then SiLU as a tensor op.
-    Tensor { weight: Tensor<4>, bias: Tensor<1> },
+enum Conv {
+    /// Burn's `conv2d`, then SiLU as a tensor op (the GPU backends).
+    Tensor { weight: Tensor<4>, bias: Tensor<1>, stride: usize, padding: usize, act: bool },
     /// The CPU backend: GEMMs on the host with bias and SiLU fused (see [`crate::fast`]).
     Host(Arc<HostConv>),
 }
 
 impl Conv {
     fn host(&self) -> Option<&HostConv> {
-        match &self.kernel {
-            Kernel::Host(conv) => Some(conv),
-            Kernel::Tensor { .. } => None,
+        match self {
+            Conv::Host(conv) => Some(conv),
+            Conv::Tensor { .. } => None,
         }
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        match &self.kernel {
-            Kernel::Host(conv) => conv.forward(x),
-            Kernel::Tensor { weight, bias } => {
-                let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
+        match self {
+            Conv::Host(conv) => conv.forward(x),
+            Conv::Tensor { weight, bias, stride, padding, act } => {
+                let options = ConvOptions::new([*stride; 2], [*padding; 2], [1, 1], 1);
                 let y = conv2d(x, weight.clone(), Some(bias.clone()), options);
-                if self.act { silu(y) } else { y }
+                if *act { silu(y) } else { y }
             }
         }
     }
@@ -155,16 +147,17 @@ impl Builder<'_> {
     fn conv(&self, dims: &[usize], weight: Vec<f32>, bias: Vec<f32>, stride: usize, act: bool) -> Conv {
         let dims = [dims[0], dims[1], dims[2], dims[3]];
         let padding = dims[2] / 2;
-        let kernel = if self.host {
-            Kernel::Host(Arc::new(HostConv::new(weight, dims, bias, stride, padding, act)))
-        } else {
-            let n = bias.len();
-            Kernel::Tensor {
-                weight: Tensor::from_data(TensorData::new(weight, dims), self.device),
-                bias: Tensor::from_data(TensorData::new(bias, [n]), self.device),
-            }
-        };
-        Conv { kernel, stride, padding, act }
+        if self.host {
+            return Conv::Host(Arc::new(HostConv::new(weight, dims, bias, stride, padding, act)));
+        }
+        let n = bias.len();
+        Conv::Tensor {
+            weight: Tensor::from_data(TensorData::new(weight, dims), self.device),
+            bias: Tensor::from_data(TensorData::new(bias, [n]), self.device),
+            stride,
+            padding,
+            act,
+        }
     }
 
     /// A plain convolution `{prefix}.weight` + `{prefix}.bias`.
@@ -293,6 +286,12 @@ impl YoloV8 {
         &self.device
     }
 
+    /// Whether the convolutions run as host kernels (the CPU backend), and so the rest of the CPU
+    /// path with them.
+    fn host(&self) -> bool {
+        self.sppf.cv1.host().is_some()
+    }
+
     fn conv(&self, layer: usize) -> &Conv {
         &self.convs.iter().find(|(i, _)| *i == layer).expect("built").1
     }
@@ -305,7 +304,7 @@ impl YoloV8 {
     /// `[B, 4 + classes, A]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<3> {
         let batch = x.dims()[0];
-        if batch > 1 && self.conv(0).host().is_some() {
+        if batch > 1 && self.host() {
             // On the CPU one image at a time: an image's activations stay in the caches where a
             // batch's would not, and each convolution already spreads one image over every thread.
             return Tensor::cat(x.chunk(batch, 0).into_iter().map(|image| self.forward_batch(image)).collect(), 0);
@@ -318,8 +317,7 @@ impl YoloV8 {
         let p3 = self.c2f(4).forward(self.conv(3).forward(x));
         let p4 = self.c2f(6).forward(self.conv(5).forward(p3.clone()));
         let p5 = self.sppf.forward(self.c2f(8).forward(self.conv(7).forward(p4.clone())));
-        let host = self.conv(0).host().is_some();
-        let upsample_cat = |a: Tensor<4>, b: Tensor<4>| match host {
+        let upsample_cat = |a: Tensor<4>, b: Tensor<4>| match self.host() {
             true => crate::fast::upsample_cat(a, b),
             false => Tensor::cat(vec![upsample2(a), b], 1),
         };
@@ -368,7 +366,7 @@ impl YoloV8 {
         let size = bottom_right - top_left;
         let xywh = Tensor::cat(vec![centre, size], 1) * stride;
         let scores = Tensor::cat(scores, 2);
-        let scores = if self.conv(0).host().is_some() { crate::fast::sigmoid(scores) } else { sigmoid(scores) };
+        let scores = if self.host() { crate::fast::sigmoid(scores) } else { sigmoid(scores) };
         Tensor::cat(vec![xywh, scores], 1)
     }
 }
