@@ -36,6 +36,10 @@ install() {
   python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
   # The TLS tests make their certificates with it.
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  # The shaped-network tests make a namespace, a veth pair and tbf qdiscs with them.
+  { command -v ip && command -v tc; } >/dev/null 2>&1 || missing+=(iproute2)
+  # The known-truth tests' reference endpoint, delay proxy and recomputation are Python scripts.
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}"
     as_root apt-get update -qq

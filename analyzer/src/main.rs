@@ -82,6 +82,12 @@ enum Command {
         /// Seed of the bootstrap intervals.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Leaves out the first N batches of each platform, in time order, as warm-up.
+        #[arg(long, value_name = "N")]
+        exclude_warmup: Option<usize>,
+        /// Exits with status 1 (after writing the report) when a validity check fails.
+        #[arg(long)]
+        strict: bool,
     },
     Stats {
         /// CSV file with the header `group,value`; groups are reported in order of first appearance.
@@ -94,7 +100,15 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    control::process::run_main("info", run(cli));
+    let mut status = 0;
+    control::process::run_main("info", run(cli, &mut status));
+    std::process::exit(status);
+}
+
+/// The exit status of `analyzer report`: 1 for an INVALID run under `--strict`, else 0 (an
+/// INVALID run is still reported, and the line on standard error is a warning).
+fn report_status(invalid: bool, strict: bool) -> i32 {
+    i32::from(invalid && strict)
 }
 
 /// A bar on standard error for a terminal; nothing otherwise (logs and CI output stay clean).
@@ -109,7 +123,8 @@ fn progress_bar(steps: u64) -> indicatif::ProgressBar {
     bar
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs a command; `status` is the exit status of a command that succeeded (`report --strict`).
+async fn run(cli: Cli, status: &mut i32) -> anyhow::Result<()> {
     match cli.command {
         Command::Collect { store, amqp_url, redis_url, namespace, until_complete, metrics_addr } => {
             let ns = Namespace::new(&namespace)?;
@@ -177,7 +192,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
             }
         }
-        Command::Report { store, run, out, catalog, requirements, spec, redis_url, namespace, alpha, seed } => {
+        Command::Report { store, run, out, catalog, requirements, spec, redis_url, namespace, alpha, seed, exclude_warmup, strict } => {
             use analyzer::report::config::{Catalog, DEFAULT_CATALOG, DEFAULT_REQUIREMENTS, Requirements};
             proto::check_name("run id", &run)?;
             if !(alpha > 0.0 && alpha < 1.0) {
@@ -214,7 +229,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bar.finish_and_clear();
                 bail!("no metrics for run {run} in the store (runs: {})", store.runs()?.join(", "));
             }
-            let options = analyzer::report::Options { alpha, seed, spec, ..Default::default() };
+            let options = analyzer::report::Options { alpha, seed, spec, exclude_warmup, ..Default::default() };
             let report = analyzer::report::build_with_progress(&run, &metrics, &catalog, &requirements, &options, &mut |done, _, what| {
                 bar.set_position(1 + done as u64);
                 bar.set_message(format!("{what} over {} batches", metrics.len()));
@@ -229,7 +244,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
             }
             bar.finish_and_clear();
-            println!("report of run {run} ({} batches) in {}", metrics.len(), out.display());
+            println!("report of run {run} ({} batches) in {}", report.reproducibility.batches, out.display());
+            let invalid = analyzer::report::validity::invalid_line(&run, &report.validity);
+            if let Some(line) = &invalid {
+                eprintln!("{line}");
+            }
+            *status = report_status(invalid.is_some(), strict);
         }
         Command::Stats { samples, format } => {
             let text = std::fs::read_to_string(&samples).with_context(|| format!("reading {}", samples.display()))?;
@@ -237,4 +257,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_strict_report_of_an_invalid_run_exits_non_zero() {
+        assert_eq!([report_status(true, true), report_status(true, false), report_status(false, true), report_status(false, false)], [1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn report_flags_parse() {
+        let cli = Cli::try_parse_from(["analyzer", "report", "--run", "r1", "--strict", "--exclude-warmup", "3"]).unwrap();
+        let Command::Report { strict, exclude_warmup, .. } = cli.command else { panic!("not a report") };
+        assert_eq!((strict, exclude_warmup), (true, Some(3)));
+        assert!(Cli::try_parse_from(["analyzer", "report", "--run", "r1", "--exclude-warmup", "-1"]).is_err());
+    }
 }

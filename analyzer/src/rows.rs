@@ -18,6 +18,8 @@ pub struct BatchRow {
     pub platform: String,
     pub batch_index: u32,
     pub images: u32,
+    /// The batch's bytes as planned (the manifest's sizes); `mib` is this over 2^20.
+    pub bytes: u64,
     pub mib: f64,
     pub source_s: f64,
     pub upload_s: f64,
@@ -29,12 +31,22 @@ pub struct BatchRow {
     pub inference_s_per_mib: Option<f64>,
     pub throughput_mib_s: f64,
     pub upload_p50_ms: f64,
+    pub upload_p90_ms: f64,
     pub upload_p99_ms: f64,
     pub download_p50_ms: f64,
+    pub download_p90_ms: f64,
     pub download_p99_ms: f64,
+    /// Requests of the inference phase (an image retried is one request) and those that failed.
+    pub inference_requests: Option<u64>,
+    pub inference_failed: Option<u64>,
     /// Per-request inference latency; for an open-loop run, from each request's intended start.
     pub inference_p50_ms: Option<f64>,
+    pub inference_p90_ms: Option<f64>,
     pub inference_p99_ms: Option<f64>,
+    /// Open loop: the 99th percentile of how late requests started against their schedule.
+    pub inference_start_lag_p99_ms: Option<f64>,
+    /// Latencies above the histograms' limit (one hour), recorded at the limit, over all phases.
+    pub latency_clamped: u64,
     /// How the inference load was offered: "closed" (N in flight), "open" (fixed rate), or empty.
     pub inference_mode: String,
     /// Requests in flight (closed) or started per second (open).
@@ -49,6 +61,13 @@ pub struct BatchRow {
     pub provider: String,
     pub region: String,
     pub instance_type: String,
+    /// Processors the worker could use (0: not reported).
+    pub cpus: u32,
+    /// The highest share of the worker's processors its process kept busy in a timed phase (upload,
+    /// download, inference): CPU time / (wall time × cpus). Near 1, the client was measured.
+    pub client_cpu_share: Option<f64>,
+    /// The worker's clock minus the run store's, at its latest heartbeat before the batch.
+    pub clock_offset_ms: Option<f64>,
     pub git_commit: String,
     pub model_hash: String,
     pub attempt: u32,
@@ -61,13 +80,23 @@ fn seconds(phase: &Option<PhaseTiming>) -> Option<f64> {
     phase.as_ref().map(|p| p.duration_ns as f64 / 1e9)
 }
 
-/// p50 and p99 of a phase's request latency in ms (0 without requests), decoding the histogram once.
-fn p50_p99_ms(phase: &Option<PhaseTiming>) -> (f64, f64) {
-    phase
-        .as_ref()
-        .and_then(|p| proto::latency::decode(&p.latency_histogram).ok())
+/// p50, p90 and p99 of a histogram in ms (0 when it is empty or unreadable).
+fn quantiles_ms(histogram: &[u8]) -> [f64; 3] {
+    proto::latency::decode(histogram)
+        .ok()
         .filter(|h| !h.is_empty())
-        .map_or((0.0, 0.0), |h| (h.value_at_quantile(0.5) as f64 / 1000.0, h.value_at_quantile(0.99) as f64 / 1000.0))
+        .map_or([0.0; 3], |h| [0.5, 0.9, 0.99].map(|q| h.value_at_quantile(q) as f64 / 1000.0))
+}
+
+/// p50, p90 and p99 of a phase's request latency in ms (0 without requests).
+fn phase_quantiles_ms(phase: &Option<PhaseTiming>) -> [f64; 3] {
+    phase.as_ref().map_or([0.0; 3], |p| quantiles_ms(&p.latency_histogram))
+}
+
+/// CPU time over wall time × processors of a phase, when both were reported.
+fn cpu_share(phase: &Option<PhaseTiming>, cpus: u32) -> Option<f64> {
+    let p = phase.as_ref()?;
+    (p.cpu_ns > 0 && p.duration_ns > 0 && cpus > 0).then(|| p.cpu_ns as f64 / (p.duration_ns as f64 * f64::from(cpus)))
 }
 
 impl BatchRow {
@@ -80,10 +109,13 @@ impl BatchRow {
         let inference_s = seconds(&m.inference);
         let serving = download_s + inference_s.unwrap_or(0.0);
         let worker = m.worker.clone().unwrap_or_default();
-        let (upload_p50_ms, upload_p99_ms) = p50_p99_ms(&m.upload);
-        let (download_p50_ms, download_p99_ms) = p50_p99_ms(&m.download);
+        let [upload_p50_ms, upload_p90_ms, upload_p99_ms] = phase_quantiles_ms(&m.upload);
+        let [download_p50_ms, download_p90_ms, download_p99_ms] = phase_quantiles_ms(&m.download);
         let versions = m.versions.clone().unwrap_or_default();
-        let inference_p = m.inference.as_ref().map(|_| p50_p99_ms(&m.inference));
+        let inference_p = m.inference.as_ref().map(|_| phase_quantiles_ms(&m.inference));
+        let start_lag = m.inference.as_ref().filter(|p| !p.start_lag_histogram.is_empty()).map(|p| quantiles_ms(&p.start_lag_histogram)[2]);
+        let phases = [&m.source, &m.upload, &m.download, &m.inference];
+        let client_cpu_share = [&m.upload, &m.download, &m.inference].into_iter().filter_map(|p| cpu_share(p, worker.cpus)).reduce(f64::max);
         let setup = m.inference_setup.clone().unwrap_or_default();
         let (inference_mode, inference_load) = match proto::v1::LoadMode::try_from(setup.mode) {
             Ok(proto::v1::LoadMode::ClosedLoop) => ("closed", Some(f64::from(setup.concurrency))),
@@ -97,6 +129,7 @@ impl BatchRow {
             platform: m.platform.clone(),
             batch_index: m.batch_index,
             images: m.images,
+            bytes: m.bytes,
             mib,
             source_s: seconds(&m.source).unwrap_or(0.0),
             upload_s,
@@ -107,11 +140,18 @@ impl BatchRow {
             inference_s_per_mib: inference_s.map(per_mib),
             throughput_mib_s: if serving > 0.0 { mib / serving } else { f64::NAN },
             upload_p50_ms,
+            upload_p90_ms,
             upload_p99_ms,
             download_p50_ms,
+            download_p90_ms,
             download_p99_ms,
-            inference_p50_ms: inference_p.map(|p| p.0),
-            inference_p99_ms: inference_p.map(|p| p.1),
+            inference_requests: m.inference.as_ref().map(|p| p.requests),
+            inference_failed: m.inference.as_ref().map(|p| p.failed),
+            inference_p50_ms: inference_p.map(|p| p[0]),
+            inference_p90_ms: inference_p.map(|p| p[1]),
+            inference_p99_ms: inference_p.map(|p| p[2]),
+            inference_start_lag_p99_ms: start_lag,
+            latency_clamped: phases.iter().filter_map(|p| p.as_ref()).map(|p| p.clamped).sum(),
             inference_mode: inference_mode.to_owned(),
             inference_load,
             inference_target: setup.target,
@@ -122,6 +162,9 @@ impl BatchRow {
             provider: worker.provider,
             region: worker.region,
             instance_type: worker.instance_type,
+            cpus: worker.cpus,
+            client_cpu_share,
+            clock_offset_ms: m.clock_offset_us.map(|us| us as f64 / 1000.0),
             git_commit: versions.git_commit,
             model_hash: versions.model_hash,
             attempt: m.attempt,

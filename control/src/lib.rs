@@ -21,6 +21,14 @@ pub use broker::{AmqpBroker, Broker, BrokerError, Delivery, MemoryBroker, Outgoi
 pub use redact::{SecretUrl, redact};
 pub use state::{MemoryStore, RedisStore, RunStore, StateError};
 
+/// Returns the wall-clock time in Unix microseconds.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
 /// Returns the wall-clock time in Unix milliseconds.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -139,6 +139,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Outcome> {
                     provider: "local".into(),
                     region: String::new(),
                     instance_type: format!("local-{}", if durable { "fsync" } else { "page-cache" }),
+                    cpus: worker::cpus(),
                 },
                 versions: Versions { git_commit: worker::GIT_COMMIT.into(), model_hash: model_hash.clone(), worker_version: worker::VERSION.into() },
                 source: source.clone(),

@@ -21,7 +21,13 @@ use proto::v1::{InferenceSetup, LoadMode, ObjectRef};
 use serde::Deserialize;
 use storage::{Attempted, RetryPolicy};
 
-use crate::phases::{PhaseRun, PlatformFailure};
+use crate::phases::{micros, Clock, PhaseRun, PlatformFailure};
+
+/// When request `j` (from 0) of an open-loop phase at `rate` per second is due, from the phase's
+/// start. Computed from `j` directly, not by adding intervals, so that no rounding accumulates.
+pub fn intended_offset(j: usize, rate: f64) -> Duration {
+    Duration::from_secs_f64(j as f64 / rate)
+}
 
 /// How requests are offered to the endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -101,14 +107,17 @@ impl Inference<'_> {
 
     /// Sends each of `images` (index into `objects`, bytes) to the endpoint.
     pub async fn run(&self, objects: &[ObjectRef], images: &[(usize, Bytes)]) -> Result<InferenceRun, PlatformFailure> {
-        let started = Instant::now();
+        let clock = Clock::start();
+        let started = clock.wall();
+        // Each request: its answer, its latency from `from`, and how late it actually started.
         let send = |j: usize, from: Instant| async move {
             let (i, data) = &images[j];
             let key = &objects[*i].key;
+            let lag = from.elapsed();
             let attempted = self.retry.run(key, || self.invoker.invoke(data.clone(), content_type(key))).await;
-            (attempted, from.elapsed())
+            (attempted, from.elapsed(), lag)
         };
-        let results: Vec<(Attempted<Invoked>, Duration)> = match self.load {
+        let results: Vec<(Attempted<Invoked>, Duration, Duration)> = match self.load {
             Load::Closed { concurrency } => {
                 futures::stream::iter(0..images.len())
                     .map(|j| send(j, Instant::now()))
@@ -117,21 +126,43 @@ impl Inference<'_> {
                     .await
             }
             Load::Open { rate } => {
-                let interval = Duration::from_secs_f64(1.0 / rate);
-                let scheduled = (0..images.len()).map(|j| {
-                    let intended = started + interval.mul_f64(j as f64);
-                    async move {
-                        tokio::time::sleep_until(intended.into()).await;
-                        send(j, intended).await
+                // A thread of its own paces the starts: the OS's sleep keeps a schedule to tens of
+                // microseconds, tokio's timer only to the next millisecond, which would be the
+                // client's own lateness counted into every latency. The requests start on the
+                // runtime as the pacer releases them, none waiting for another.
+                let (release, mut released) = tokio::sync::mpsc::unbounded_channel();
+                let n = images.len();
+                std::thread::spawn(move || {
+                    // The last stretch before each start is spun, not slept: a sleeping thread on a
+                    // VM whose idle processors halt can wake milliseconds late. At most a quarter of
+                    // the interval (and 1 ms) is spun, so the pacer uses at most a quarter of a core.
+                    let spin = Duration::from_secs_f64((0.25 / rate).min(0.001));
+                    for j in 0..n {
+                        let due = started + intended_offset(j, rate);
+                        std::thread::sleep(due.saturating_duration_since(Instant::now() + spin));
+                        while Instant::now() < due {
+                            std::hint::spin_loop();
+                        }
+                        if release.send(j).is_err() {
+                            return; // the phase was abandoned (shutdown after the grace period)
+                        }
                     }
                 });
-                futures::future::join_all(scheduled).await
+                let due = futures::stream::poll_fn(move |cx| released.poll_recv(cx));
+                due.map(|j| send(j, started + intended_offset(j, rate))).buffer_unordered(n.max(1)).collect().await
             }
         };
         let mut phase = PhaseRun::new();
-        phase.duration = started.elapsed();
+        clock.stop(&mut phase);
+        if matches!(self.load, Load::Open { .. }) {
+            let mut lags = proto::latency::new_histogram();
+            for (_, _, lag) in &results {
+                phase.clamped += u64::from(proto::latency::record(&mut lags, micros(*lag)));
+            }
+            phase.start_lag = Some(lags);
+        }
         let (mut detections, mut model_sha256) = (0, None);
-        for (attempted, took) in results {
+        for (attempted, took, _) in results {
             phase.request(took, &attempted.retries);
             match attempted.result {
                 Ok(invoked) => {

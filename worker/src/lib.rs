@@ -17,3 +17,9 @@ pub mod runner;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Git commit the worker was built from.
 pub const GIT_COMMIT: &str = env!("CLOUDBENCH_GIT_COMMIT");
+
+/// Processors this process may run on (its CPU affinity or cgroup quota, as the standard library
+/// reads them), recorded with every batch so that a report can tell a saturated client.
+pub fn cpus() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}

@@ -65,6 +65,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             provider: config.provider.clone(),
             region: config.region.clone(),
             instance_type: config.instance_type.clone(),
+            cpus: worker::cpus(),
         },
         versions: Versions { git_commit: worker::GIT_COMMIT.into(), model_hash, worker_version: worker::VERSION.into() },
         platform: config.platform.clone(),

@@ -10,6 +10,9 @@ fn timing(run: &PhaseRun) -> PhaseTiming {
         requests: run.requests,
         failed: run.failed,
         latency_histogram: proto::latency::encode(&run.latency),
+        clamped: run.clamped,
+        start_lag_histogram: run.start_lag.as_ref().map(proto::latency::encode).unwrap_or_default(),
+        cpu_ns: run.cpu.as_nanos().min(u128::from(u64::MAX)) as u64,
     }
 }
 
@@ -24,6 +27,8 @@ pub struct Context<'a> {
     pub started_unix_ns: i64,
     pub finished_unix_ns: i64,
     pub previous_deliveries: u32,
+    /// The worker's clock minus the run store's, at its latest heartbeat.
+    pub clock_offset_us: Option<i64>,
 }
 
 /// Builds the metrics of `job` from its phases.
@@ -64,6 +69,7 @@ pub fn batch_metrics(key: &proto::JobKey, job: &BatchJob, run: &BatchRun, ctx: &
         attempt: job.attempt,
         previous_deliveries: ctx.previous_deliveries,
         manifest_sha256: job.manifest_sha256.clone(),
+        clock_offset_us: ctx.clock_offset_us,
     }
 }
 
@@ -83,6 +89,9 @@ mod tests {
             requests: 2,
             failed: errors.iter().map(|(_, n)| n).sum(),
             latency,
+            clamped: 0,
+            start_lag: None,
+            cpu: Duration::ZERO,
             errors: errors.iter().map(|(k, n)| (k.to_string(), *n)).collect::<BTreeMap<_, _>>(),
             retries: BTreeMap::from([("throttled".to_string(), 1)]),
         }
@@ -104,7 +113,7 @@ mod tests {
         let key = proto::JobKey::new("r", 1, "aws", 4).unwrap();
         let identity = WorkerIdentity { worker_id: "w1".into(), ..Default::default() };
         let versions = Versions::default();
-        let ctx = Context { identity: &identity, versions: &versions, started_unix_ns: 1, finished_unix_ns: 2, previous_deliveries: 1 };
+        let ctx = Context { identity: &identity, versions: &versions, started_unix_ns: 1, finished_unix_ns: 2, previous_deliveries: 1, clock_offset_us: None };
         let m = batch_metrics(&key, &job, &run, &ctx);
         assert_eq!((m.job_key.as_str(), m.bytes, m.images, m.attempt, m.previous_deliveries), ("r/1/aws/4", 150, 2, 2, 1));
         assert!(m.inference_setup.is_none());

@@ -26,6 +26,12 @@ pub struct PhaseRun {
     pub failed: u64,
     /// Per-request latency in microseconds.
     pub latency: Histogram<u64>,
+    /// Latencies above the histogram's limit, recorded at the limit.
+    pub clamped: u64,
+    /// Open loop: how late each request started against its intended start, in microseconds.
+    pub start_lag: Option<Histogram<u64>>,
+    /// CPU time the worker's process used during the phase (all its threads).
+    pub cpu: Duration,
     /// Failed requests by kind ("not_found", "checksum_mismatch", ...).
     pub errors: BTreeMap<String, u64>,
     /// Retries by the kind of failure that caused them ("throttled", "timeout", ...).
@@ -39,6 +45,9 @@ impl PhaseRun {
             requests: 0,
             failed: 0,
             latency: proto::latency::new_histogram(),
+            clamped: 0,
+            start_lag: None,
+            cpu: Duration::ZERO,
             errors: BTreeMap::new(),
             retries: BTreeMap::new(),
         }
@@ -48,7 +57,7 @@ impl PhaseRun {
     /// the retries it took.
     pub(crate) fn request(&mut self, took: Duration, retries: &[ErrorKind]) {
         self.requests += 1;
-        proto::latency::record(&mut self.latency, micros(took));
+        self.clamped += u64::from(proto::latency::record(&mut self.latency, micros(took)));
         for kind in retries {
             *self.retries.entry(kind.as_str().to_owned()).or_insert(0) += 1;
         }
@@ -113,8 +122,44 @@ async fn verify(data: Bytes, expected: String) -> bool {
     tokio::task::spawn_blocking(move || checksum_ok(&data, &expected)).await.unwrap_or(false)
 }
 
-fn micros(d: Duration) -> u64 {
+pub(crate) fn micros(d: Duration) -> u64 {
     d.as_micros().min(u128::from(u64::MAX)) as u64
+}
+
+/// CPU time (user + system) this process has used so far, over all its threads.
+pub(crate) fn process_cpu() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole `rusage` into the pointer it is given, which points to one.
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+            return Duration::ZERO;
+        }
+        usage.assume_init()
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// Wall time and process CPU time from a phase's start.
+pub(crate) struct Clock {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl Clock {
+    pub(crate) fn start() -> Self {
+        Self { wall: Instant::now(), cpu: process_cpu() }
+    }
+
+    pub(crate) fn wall(&self) -> Instant {
+        self.wall
+    }
+
+    /// Sets the phase's wall time and CPU time up to now.
+    pub(crate) fn stop(&self, phase: &mut PhaseRun) {
+        phase.duration = self.wall.elapsed();
+        phase.cpu = process_cpu().saturating_sub(self.cpu);
+    }
 }
 
 impl Transfer<'_> {
@@ -148,7 +193,7 @@ impl Transfer<'_> {
     /// the phase and the objects read intact, by index into `objects`.
     pub async fn read_source(&self, objects: &[ObjectRef]) -> Result<(PhaseRun, Vec<(usize, Bytes)>), PlatformFailure> {
         let mut source = PhaseRun::new();
-        let started = Instant::now();
+        let clock = Clock::start();
         let reads = futures::stream::iter(0..objects.len())
             .map(|i| async move {
                 let t = Instant::now();
@@ -172,7 +217,7 @@ impl Transfer<'_> {
                 Err(e) => source.fail(e.kind.as_str()),
             }
         }
-        source.duration = started.elapsed();
+        clock.stop(&mut source);
         Ok((source, ready))
     }
 
@@ -180,7 +225,7 @@ impl Transfer<'_> {
     /// and the indices of the objects stored.
     pub async fn upload(&self, objects: &[ObjectRef], ready: &[(usize, Bytes)]) -> Result<(PhaseRun, Vec<usize>), PlatformFailure> {
         let mut upload = PhaseRun::new();
-        let started = Instant::now();
+        let clock = Clock::start();
         let puts = futures::stream::iter(0..ready.len())
             .map(|j| async move {
                 let (i, data) = &ready[j];
@@ -192,7 +237,7 @@ impl Transfer<'_> {
             .buffer_unordered(self.concurrency.max(1))
             .collect::<Vec<_>>()
             .await;
-        upload.duration = started.elapsed();
+        clock.stop(&mut upload);
         let mut uploaded: Vec<usize> = Vec::with_capacity(ready.len());
         for (i, attempted, took) in puts {
             upload.request(took, &attempted.retries);
@@ -215,7 +260,7 @@ impl Transfer<'_> {
     async fn download_keeping(&self, objects: &[ObjectRef], uploaded: &[usize], keep: bool) -> (Result<PhaseRun, PlatformFailure>, Vec<(usize, Bytes)>) {
         let mut download = PhaseRun::new();
         let mut kept = Vec::new();
-        let started = Instant::now();
+        let clock = Clock::start();
         let gets = futures::stream::iter(uploaded.to_vec())
             .map(|i| async move {
                 let object = &objects[i];
@@ -232,7 +277,7 @@ impl Transfer<'_> {
             .buffer_unordered(self.concurrency.max(1))
             .collect::<Vec<_>>()
             .await;
-        download.duration = started.elapsed();
+        clock.stop(&mut download);
         for (i, result, retries, took) in gets {
             download.request(took, &retries);
             match result {

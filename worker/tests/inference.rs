@@ -118,6 +118,7 @@ async fn closed_and_open_loop_send_every_image_and_say_how() {
     assert_eq!(run.setup.mode, LoadMode::ClosedLoop as i32);
     assert_eq!((run.setup.concurrency, run.setup.target_kind.as_str()), (3, "http"));
     assert_eq!(run.model_sha256.as_deref().map(str::len), Some(64), "the answers name the model");
+    assert!(run.phase.start_lag.is_none(), "a closed loop has no schedule to be late against");
 
     // Open loop at 40 requests/s: 12 requests take at least 11 intervals, whatever the server does.
     let sagemaker = SageMakerInvoker::connect(&SageMakerConfig {
@@ -133,6 +134,13 @@ async fn closed_and_open_loop_send_every_image_and_say_how() {
     let run = open.run(&objects, &images).await.unwrap();
     assert_eq!((run.phase.requests, run.phase.failed), (12, 0));
     assert!(run.phase.duration >= Duration::from_millis(275), "{:?}", run.phase.duration);
+    // Every request's start against its schedule is recorded; an idle client keeps the schedule
+    // (tokio's timer resolution is 1 ms).
+    let lag = run.phase.start_lag.as_ref().expect("an open loop records its start lag");
+    assert_eq!(lag.len(), 12);
+    assert!(lag.value_at_quantile(0.5) < 5_000, "median start lag {} µs", lag.value_at_quantile(0.5));
+    // The phase's CPU time is the process's, measured over the phase: above zero, under wall × cores.
+    assert!(run.phase.cpu > Duration::ZERO && run.phase.cpu < run.phase.duration * 2 * worker::cpus(), "{:?}", run.phase.cpu);
     assert_eq!((run.setup.mode, run.setup.rate_per_second, run.setup.target_kind.as_str()), (LoadMode::OpenLoop as i32, 40.0, "sagemaker"));
 }
 

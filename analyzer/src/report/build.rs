@@ -6,6 +6,7 @@ use proto::v1::{BatchMetrics, PhaseTiming};
 
 use super::config::{Catalog, Requirements};
 use super::model::*;
+use super::validity;
 use crate::rows::BatchRow;
 use crate::stats;
 
@@ -25,11 +26,15 @@ pub struct Options {
     pub min_segment: usize,
     /// The run spec, shown in the reproducibility block.
     pub spec: Option<String>,
+    /// Leaves out the first N batches of each platform, in time order, before anything is computed:
+    /// warm-up batches (cold caches, connection set-up, model loading) measure the start, not the
+    /// platform.
+    pub exclude_warmup: Option<usize>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { alpha: 0.05, resamples: 1000, seed: 1, level: 0.95, min_segment: 5, spec: None }
+        Self { alpha: 0.05, resamples: 1000, seed: 1, level: 0.95, min_segment: 5, spec: None, exclude_warmup: None }
     }
 }
 
@@ -74,7 +79,9 @@ pub fn build_with_progress(
     step: &mut dyn FnMut(usize, usize, &str),
 ) -> Report {
     let steps = build_steps();
-    let mut ordered: Vec<&BatchMetrics> = metrics.iter().collect();
+    // Platforms whose every batch was excluded still get a verdict (too few batches).
+    let all_platforms: Vec<String> = metrics.iter().map(|m| m.platform.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let mut ordered = without_warmup(metrics, options.exclude_warmup.unwrap_or(0));
     ordered.sort_by(|a, b| (&a.platform, a.round, a.batch_index).cmp(&(&b.platform, b.round, b.batch_index)));
     let rows: Vec<BatchRow> = ordered.iter().map(|m| BatchRow::from_metrics(m)).collect();
     let platforms: Vec<String> = rows.iter().map(|r| r.platform.clone()).collect::<BTreeSet<_>>().into_iter().collect();
@@ -94,12 +101,18 @@ pub fn build_with_progress(
     let scores = criterion_scores(&sections, &costs, &platforms, catalog);
     let winners = winners(&sections, &costs, &platforms, &scores);
     let requirement_rows = requirement_rows(requirements, &platforms, &scores);
+    let scaling_rows = scaling(&ordered);
+    let batches: Vec<validity::Batch<'_>> = ordered.iter().copied().zip(&rows).collect();
+    let validity = validity::evaluate(&batches, &all_platforms, &sections, &scaling_rows);
     let mut report = Report {
         run_id: run_id.to_owned(),
         alpha: options.alpha,
+        valid: validity.iter().all(|v| v.verdict == Verdict::Valid),
+        excluded_warmup: options.exclude_warmup,
+        validity,
         latency: latency(&platforms, &ordered),
         rounds: rounds(&rows, &platforms, options.min_segment),
-        scaling: scaling(&ordered),
+        scaling: scaling_rows,
         scaling_stops: Vec::new(),
         reproducibility: reproducibility(run_id, &ordered, options),
         platforms,
@@ -112,6 +125,24 @@ pub fn build_with_progress(
     };
     report.scaling_stops = scaling_stops(&report.scaling);
     report
+}
+
+/// All batches but the first `n` of each platform in time order (start, then round and batch).
+fn without_warmup(metrics: &[BatchMetrics], n: usize) -> Vec<&BatchMetrics> {
+    if n == 0 {
+        return metrics.iter().collect();
+    }
+    let mut by_time: Vec<&BatchMetrics> = metrics.iter().collect();
+    by_time.sort_by(|a, b| (&a.platform, a.started_unix_ns, a.round, a.batch_index).cmp(&(&b.platform, b.started_unix_ns, b.round, b.batch_index)));
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    by_time
+        .into_iter()
+        .filter(|m| {
+            let count = seen.entry(m.platform.as_str()).or_default();
+            *count += 1;
+            *count > n
+        })
+        .collect()
 }
 
 /// Throughput per (platform, round) and its efficiency against the round with the fewest workers;

@@ -14,6 +14,12 @@ pub fn num(v: f64) -> String {
     format!("{v:.decimals$}")
 }
 
+/// Formats a figure like [`num`] without trailing zeros: "10", "4.25", "0.03878".
+pub fn short(v: f64) -> String {
+    let s = num(v);
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_owned() } else { s }
+}
+
 /// Formats a p-value: scientific below 0.001.
 pub fn pval(p: f64) -> String {
     if !p.is_finite() {
@@ -104,10 +110,76 @@ fn metric_blocks(m: &MetricSection, alpha: f64, figures: bool) -> Vec<Block> {
     blocks
 }
 
+/// The report's title; it says INVALID when a platform failed a check, so no reader misses it.
+pub fn title(r: &Report) -> String {
+    if r.valid { format!("Benchmark report: run {}", r.run_id) } else { format!("Benchmark report: run {} (INVALID)", r.run_id) }
+}
+
+/// "All platforms VALID." or "INVALID: aws (latency_consistency, clamped)."
+pub fn headline(validity: &[PlatformValidity]) -> String {
+    let invalid: Vec<String> = validity
+        .iter()
+        .filter(|p| p.verdict == Verdict::Invalid)
+        .map(|p| {
+            let failed: Vec<&str> = p.checks.iter().filter(|c| c.status == Status::Fail).map(|c| c.id).collect();
+            format!("{} ({})", p.platform, failed.join(", "))
+        })
+        .collect();
+    if invalid.is_empty() { "All platforms VALID.".into() } else { format!("INVALID: {}.", invalid.join("; ")) }
+}
+
+fn first_batches(n: usize) -> String {
+    if n == 1 { "first batch".into() } else { format!("first {n} batches") }
+}
+
+fn with_unit(v: f64, unit: &str) -> String {
+    match unit {
+        "" => short(v),
+        "%" => format!("{}%", short(v)),
+        _ => format!("{} {unit}", short(v)),
+    }
+}
+
+fn validity_blocks(r: &Report) -> Vec<Block> {
+    let mut b = vec![Block::Heading(2, "Validity".into()), Block::Paragraph(headline(&r.validity))];
+    let mut about = "A platform is VALID when none of its checks fails; a warning leaves it VALID and says what to look at.".to_owned();
+    if let Some(n) = r.excluded_warmup {
+        about.push_str(&format!(" Left out as warm-up: the {} of each platform in time order (--exclude-warmup {n}); every figure in this report is over the rest.", first_batches(n)));
+    }
+    b.push(Block::Paragraph(about));
+    // Grouped by check, so that one check reads across the platforms.
+    let order: Vec<&str> = r.validity.first().map(|p| p.checks.iter().map(|c| c.id).collect()).unwrap_or_default();
+    let mut rows = Vec::new();
+    for id in order {
+        for p in &r.validity {
+            for c in p.checks.iter().filter(|c| c.id == id) {
+                let figure = c.figure.map_or("–".into(), |f| with_unit(f, c.unit));
+                let threshold = c.threshold.map_or("–".into(), |t| {
+                    let op = match t.comparison {
+                        Comparison::AtMost => "≤",
+                        Comparison::Below => "<",
+                        Comparison::AtLeast => "≥",
+                    };
+                    format!("{op} {}", with_unit(t.value, c.unit))
+                });
+                let status = match c.status {
+                    Status::Pass => "pass",
+                    Status::Warn => "warn",
+                    Status::Fail => "FAIL",
+                    Status::NotApplicable => "not applicable",
+                };
+                rows.push(vec![format!("{}: {}", c.id, c.title), p.platform.clone(), figure, threshold, status.into(), c.detail.clone()]);
+            }
+        }
+    }
+    b.push(table(&["check", "platform", "figure", "threshold", "status", "detail"], rows));
+    b
+}
+
 /// Lays out the report; `figures` adds the SVG charts (HTML).
 pub fn blocks(r: &Report, figures: bool) -> Vec<Block> {
     let mut b = vec![
-        Block::Heading(1, format!("Benchmark report: run {}", r.run_id)),
+        Block::Heading(1, title(r)),
         Block::Paragraph(format!(
             "Platforms: {}. {} batches, {} images, {} MiB. Units: MiB = 2^20 bytes (the paper writes MB); times are per-batch wall times normalised to seconds per MiB; throughput = batch MiB / (download + inference seconds), the paper's definition. Tests at α = {}.",
             r.platforms.join(", "),
@@ -116,10 +188,13 @@ pub fn blocks(r: &Report, figures: bool) -> Vec<Block> {
             num(r.reproducibility.bytes as f64 / 1048576.0),
             r.alpha
         )),
+    ];
+    b.extend(validity_blocks(r));
+    b.extend([
         Block::Heading(2, "Best platform per criterion (Table 8)".into()),
         table(&["criterion", "best", "basis"], r.winners.iter().map(|w| vec![w.criterion.clone(), w.winner.clone().unwrap_or_else(|| "no significant difference".into()), w.basis.clone()]).collect()),
         Block::Heading(2, "Measured metrics (Tables 2–5, Figures 3–16)".into()),
-    ];
+    ]);
     for m in &r.metrics {
         b.extend(metric_blocks(m, r.alpha, figures));
     }
@@ -231,6 +306,9 @@ pub fn blocks(r: &Report, figures: bool) -> Vec<Block> {
         if rep.model_hashes.is_empty() { "none (storage only)".into() } else { rep.model_hashes.join(", ") },
         if rep.manifest_hashes.is_empty() { "not recorded".into() } else { rep.manifest_hashes.join(", ") }
     )));
+    if let Some(n) = r.excluded_warmup {
+        b.push(Block::Paragraph(format!("Warm-up excluded: the {} of each platform in time order (--exclude-warmup {n}).", first_batches(n))));
+    }
     b.push(table(&["worker", "host", "platform", "provider", "region", "instance type"], rep.workers.iter().map(|w| w.to_vec()).collect()));
     if let Some(spec) = &rep.spec {
         b.push(Block::Code(spec.clone()));

@@ -2,7 +2,8 @@
 //! (effect sizes, pairwise tests, change points, merged latency, availability, costs, requirements).
 //!
 //! - [`config`]: the editable price catalog and requirement weights (TOML, defaults embedded).
-//! - [`build`]: metrics → [`model::Report`], every number (pure).
+//! - [`build`]: metrics → [`model::Report`], every number (pure); [`validity`] checks whether the
+//!   numbers can be trusted, per platform (VALID / INVALID).
 //! - [`content`] lays the report out as [`document`] blocks, rendered to Markdown or HTML;
 //!   [`charts`] draws the figures as SVG.
 //!
@@ -14,6 +15,7 @@ pub mod config;
 pub mod content;
 pub mod document;
 pub mod model;
+pub mod validity;
 
 pub use build::{Options, build, build_steps, build_with_progress};
 
@@ -28,7 +30,7 @@ pub struct Rendered {
 pub fn render(report: &model::Report) -> Rendered {
     Rendered {
         markdown: document::markdown(&content::blocks(report, false)),
-        html: document::html(&format!("Benchmark report: run {}", report.run_id), &content::blocks(report, true)),
+        html: document::html(&content::title(report), &content::blocks(report, true)),
         json: serde_json::to_string_pretty(report).expect("the report serialises") + "\n",
     }
 }

@@ -159,6 +159,12 @@ pub struct Reproducibility {
 pub struct Report {
     pub run_id: String,
     pub alpha: f64,
+    /// True when every platform is VALID (no check failed; warnings allowed).
+    pub valid: bool,
+    /// Batches left out per platform, first in time order, as warm-up (`--exclude-warmup N`).
+    pub excluded_warmup: Option<usize>,
+    /// Per platform, the checks that say whether its figures can be trusted.
+    pub validity: Vec<PlatformValidity>,
     pub platforms: Vec<String>,
     pub metrics: Vec<MetricSection>,
     pub latency: Vec<LatencyRow>,
@@ -178,3 +184,78 @@ pub struct Report {
 
 /// Efficiency below which a platform is said to stop scaling.
 pub const SCALING_FLOOR: f64 = 0.75;
+
+/// Whether one platform's figures can be trusted, after MLPerf LoadGen's VALID / INVALID.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlatformValidity {
+    pub platform: String,
+    /// INVALID when any check failed; warnings leave a platform VALID.
+    pub verdict: Verdict,
+    pub checks: Vec<Check>,
+}
+
+/// A platform's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verdict {
+    Valid,
+    Invalid,
+}
+
+/// One self-check of a platform's measurements.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// Stable name, for scripts and `--strict` messages ("latency_consistency").
+    pub id: &'static str,
+    /// What the check asks, in a few words.
+    pub title: &'static str,
+    pub status: Status,
+    /// The measured figure the status was decided on, in `unit`; absent when not applicable.
+    pub figure: Option<f64>,
+    pub unit: &'static str,
+    /// The bound that decided the status; absent when not applicable.
+    pub threshold: Option<Threshold>,
+    /// One sentence a person understands: what was found, and for `not_applicable`, why.
+    pub detail: String,
+}
+
+/// Outcome of a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    NotApplicable,
+    Warn,
+    Fail,
+}
+
+/// The bound a figure must keep, and what it means when it does not.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Threshold {
+    pub comparison: Comparison,
+    pub value: f64,
+    /// The status of a figure outside the bound: `warn` or `fail`.
+    pub breach: Status,
+}
+
+/// How a figure compares to its threshold to pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Comparison {
+    #[serde(rename = "<=")]
+    AtMost,
+    #[serde(rename = "<")]
+    Below,
+    #[serde(rename = ">=")]
+    AtLeast,
+}
+
+impl Threshold {
+    /// Says whether `figure` keeps the bound (a NaN figure does not).
+    pub fn holds(&self, figure: f64) -> bool {
+        match self.comparison {
+            Comparison::AtMost => figure <= self.value,
+            Comparison::Below => figure < self.value,
+            Comparison::AtLeast => figure >= self.value,
+        }
+    }
+}

@@ -29,7 +29,7 @@ fn timing(seconds: f64, requests: u64, rng: &mut ChaCha8Rng) -> PhaseTiming {
     for _ in 0..requests {
         proto::latency::record(&mut h, (per_request_us * rng.random_range(0.5..1.5)) as u64);
     }
-    PhaseTiming { duration_ns: (seconds * 1e9) as u64, requests, failed: 0, latency_histogram: proto::latency::encode(&h) }
+    PhaseTiming { duration_ns: (seconds * 1e9) as u64, requests, failed: 0, latency_histogram: proto::latency::encode(&h), ..Default::default() }
 }
 
 /// Metrics of `rounds` × `batches` batches per profile, 1,024 images of ~160 KB each, seeded.
@@ -60,7 +60,7 @@ pub fn metrics(run_id: &str, profiles: &[Profile], batches: u32, rounds: u32, se
                     inference: Some(timing(p.inference * mib * noise(&mut rng), 16, &mut rng)),
                     started_unix_ns: start,
                     finished_unix_ns: start + 5_000_000_000,
-                    worker: Some(WorkerIdentity { worker_id: format!("{}-w1", p.name), host: "host".into(), platform: p.name.into(), provider: p.name.into(), region: "r1".into(), instance_type: "t1".into() }),
+                    worker: Some(WorkerIdentity { worker_id: format!("{}-w1", p.name), host: "host".into(), platform: p.name.into(), provider: p.name.into(), region: "r1".into(), instance_type: "t1".into(), ..Default::default() }),
                     versions: Some(Versions { git_commit: "abc123".into(), model_hash: "f00d".into(), worker_version: "0.1.0".into() }),
                     attempt: 1,
                     manifest_sha256: "5eed".into(),

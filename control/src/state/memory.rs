@@ -131,4 +131,8 @@ impl RunStore for MemoryStore {
         beats.retain(|_, (_, expires)| *expires > now);
         Ok(beats.values().map(|(p, _)| p.clone()).collect())
     }
+
+    async fn clock_us(&self) -> Result<i64, StateError> {
+        Ok(crate::now_us())
+    }
 }

@@ -211,4 +211,7 @@ pub trait RunStore: Send + Sync {
 
     /// Returns the heartbeats of workers seen within their time-to-live.
     async fn heartbeats(&self) -> Result<Vec<Vec<u8>>, StateError>;
+
+    /// Returns the store's own clock, Unix microseconds: the clock every worker's is compared with.
+    async fn clock_us(&self) -> Result<i64, StateError>;
 }

@@ -287,4 +287,11 @@ impl RunStore for RedisStore {
         let beats: Vec<Option<Vec<u8>>> = con.mget(keys).await.map_err(unavailable)?;
         Ok(beats.into_iter().flatten().collect())
     }
+
+    async fn clock_us(&self) -> Result<i64, StateError> {
+        let mut con = self.connection.clone();
+        // TIME answers the server's clock as [seconds, microseconds], both as strings.
+        let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut con).await.map_err(unavailable)?;
+        Ok(secs * 1_000_000 + micros)
+    }
 }

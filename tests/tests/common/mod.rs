@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod faults;
+pub mod truth;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
