@@ -282,7 +282,8 @@ fn significant_winner(lower: bool, platforms: &[PlatformMetric], kruskal: Option
     beats_all.then(|| best.platform.clone())
 }
 
-fn phases(m: &BatchMetrics) -> [(&'static str, &Option<PhaseTiming>); 3] {
+/// The timed phases of a batch, by name: what the latency, availability and validity tables count.
+pub(super) fn phases(m: &BatchMetrics) -> [(&'static str, &Option<PhaseTiming>); 3] {
     [("upload", &m.upload), ("download", &m.download), ("inference", &m.inference)]
 }
 

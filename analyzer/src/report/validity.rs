@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proto::v1::BatchMetrics;
 
+use super::build::phases;
 use super::content::short;
 use super::model::{Check, Comparison, MetricSection, PlatformValidity, ScalingRow, Status, Threshold, Verdict};
 use crate::rows::BatchRow;
@@ -230,7 +231,7 @@ struct Finding {
 /// the sum of latencies over the phase's wall time) and by the phase's length.
 fn findings(m: &BatchMetrics, r: &BatchRow) -> Vec<(Finding, &'static str)> {
     let mut out = Vec::new();
-    for (name, phase) in [("upload", &m.upload), ("download", &m.download), ("inference", &m.inference)] {
+    for (name, phase) in phases(m) {
         let Some(p) = phase.as_ref().filter(|p| p.requests > 0 && p.duration_ns > 0) else { continue };
         let Ok(h) = proto::latency::decode(&p.latency_histogram) else { continue };
         if h.is_empty() {
@@ -386,7 +387,7 @@ fn model_hash(platform: &str, hashes: &BTreeMap<&str, BTreeSet<&str>>) -> Check 
 /// Over the platform's phases (upload, download, inference), as in the availability table.
 fn error_share(mine: &[Batch<'_>]) -> Check {
     const ID: (&str, &str) = ("error_share", "Few failed requests");
-    let (requests, failed) = mine.iter().flat_map(|(m, _)| [&m.upload, &m.download, &m.inference]).flatten().fold((0, 0), |(n, f), p| (n + p.requests, f + p.failed));
+    let (requests, failed) = mine.iter().flat_map(|(m, _)| phases(m)).filter_map(|(_, p)| p.as_ref()).fold((0, 0), |(n, f), p| (n + p.requests, f + p.failed));
     if requests == 0 {
         return not_applicable(ID.0, ID.1, "%", "No requests were recorded.");
     }
