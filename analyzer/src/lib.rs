@@ -5,8 +5,10 @@
 //! - [`rows`]: per-batch rows with the paper's derived measures (pure).
 //! - [`export`]: rows to CSV or JSON (pure).
 //! - [`summary`]: a per-platform Markdown summary of the rows (pure).
+//! - [`check`]: service-level gates on a run (`analyzer check`, pure).
 //! - [`stats`]: descriptives, rank tests, effect sizes, bootstrap intervals and change points (pure).
 
+pub mod check;
 pub mod collect;
 pub mod export;
 pub mod rows;

@@ -51,7 +51,6 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Compares groups of samples: descriptives, Kruskal–Wallis, Dunn–Holm, Mann–Whitney, Cliff's delta.
     /// Writes report.md, a self-contained report.html and report.json for a run from the store.
     Report {
         #[arg(long, env = "CLOUDBENCH_STORE", default_value = "metrics-store")]
@@ -88,7 +87,37 @@ enum Command {
         /// Exits with status 1 (after writing the report) when a validity check fails.
         #[arg(long)]
         strict: bool,
+        #[command(flatten)]
+        capacity: CapacityArgs,
     },
+    /// Checks a run against service-level criteria and exits 1 when any fails, e.g.
+    /// `--slo 'inference.p99_ms<=500' --slo 'availability>=99.9' --slo 'capacity_rps>=40'`.
+    Check {
+        #[arg(long, env = "CLOUDBENCH_STORE", default_value = "metrics-store")]
+        store: PathBuf,
+        #[arg(long)]
+        run: String,
+        /// A criterion METRIC OP VALUE: PHASE.p50_ms|p90_ms|p99_ms|p999_ms (upload, download,
+        /// inference), availability (percent), capacity_rps; OP is <=, <, >= or >. Repeatable.
+        #[arg(long = "slo", required = true)]
+        slos: Vec<String>,
+        /// Checks only this platform (repeatable); every platform of the run by default.
+        #[arg(long = "platform")]
+        platforms: Vec<String>,
+        /// Leaves out the first N batches of each platform, in time order, as warm-up.
+        #[arg(long, value_name = "N")]
+        exclude_warmup: Option<usize>,
+        /// Run spec (for a load sweep's target); else read from the run state when a Redis URL is given.
+        #[arg(long)]
+        spec: Option<PathBuf>,
+        #[arg(long, env = "REDIS_URL")]
+        redis_url: Option<String>,
+        #[arg(long, env = "CLOUDBENCH_NAMESPACE", default_value = Namespace::DEFAULT)]
+        namespace: String,
+        #[command(flatten)]
+        capacity: CapacityArgs,
+    },
+    /// Compares groups of samples: descriptives, Kruskal–Wallis, Dunn–Holm, Mann–Whitney, Cliff's delta.
     Stats {
         /// CSV file with the header `group,value`; groups are reported in order of first appearance.
         #[arg(long)]
@@ -96,6 +125,66 @@ enum Command {
         #[arg(long, value_enum, default_value = "markdown")]
         format: analyzer::stats::cli::Format,
     },
+}
+
+/// The latency target of the Capacity section and the load it sizes instances for.
+#[derive(clap::Args)]
+struct CapacityArgs {
+    /// The p99 target (ms) a load stage must keep to count as sustainable; default: the run spec's
+    /// `[load_sweep]` target.
+    #[arg(long, value_name = "MS")]
+    slo_p99_ms: Option<f64>,
+    /// The share of failed requests a stage may have and still meet the target (with --slo-p99-ms).
+    #[arg(long, value_name = "SHARE", default_value_t = control::sweep::DEFAULT_MAX_ERROR_SHARE)]
+    max_error_share: f64,
+    /// Requests per second to size instance counts for, at each platform's sustainable rate.
+    #[arg(long, value_name = "RPS")]
+    target_load: Option<f64>,
+}
+
+impl CapacityArgs {
+    fn target(&self) -> anyhow::Result<Option<control::sweep::Target>> {
+        let Some(p99_ms) = self.slo_p99_ms else { return Ok(None) };
+        if !(p99_ms.is_finite() && p99_ms > 0.0) {
+            bail!("--slo-p99-ms must be a positive number of milliseconds, got {p99_ms}");
+        }
+        if !(0.0..=1.0).contains(&self.max_error_share) {
+            bail!("--max-error-share must be between 0 and 1, got {}", self.max_error_share);
+        }
+        if let Some(load) = self.target_load.filter(|l| !(l.is_finite() && *l > 0.0)) {
+            bail!("--target-load must be a positive rate, got {load}");
+        }
+        Ok(Some(control::sweep::Target { p99_ms, max_error_share: self.max_error_share }))
+    }
+}
+
+/// The run spec from a file, or from the run state when a Redis URL is given (a warning, not an
+/// error, when it is not there).
+async fn read_spec(spec: Option<PathBuf>, redis_url: Option<String>, namespace: &str, run: &str) -> anyhow::Result<Option<String>> {
+    Ok(match (spec, redis_url) {
+        (Some(p), _) => Some(std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?),
+        (None, Some(url)) => match RedisStore::connect(&url, Namespace::new(namespace)?).await {
+            Ok(state) => state.spec(run).await.inspect_err(|e| tracing::warn!(error = %e, "run spec not in the run state")).ok(),
+            Err(e) => {
+                tracing::warn!(error = %e, "run state unreachable; the report has no run spec");
+                None
+            }
+        },
+        (None, None) => None,
+    })
+}
+
+/// Opens the store and reads a run's metrics; a missing store or run is a one-line error.
+fn read_metrics(store: &std::path::Path, run: &str) -> anyhow::Result<Vec<proto::v1::BatchMetrics>> {
+    if !store.is_dir() {
+        bail!("metrics store {} not found", store.display());
+    }
+    let store = MetricsStore::open(store)?;
+    let metrics = store.read(run)?;
+    if metrics.is_empty() {
+        bail!("no metrics for run {run} in the store (runs: {})", store.runs()?.join(", "));
+    }
+    Ok(metrics)
 }
 
 fn main() {
@@ -192,12 +281,13 @@ async fn run(cli: Cli, status: &mut i32) -> anyhow::Result<()> {
                 None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
             }
         }
-        Command::Report { store, run, out, catalog, requirements, spec, redis_url, namespace, alpha, seed, exclude_warmup, strict } => {
+        Command::Report { store, run, out, catalog, requirements, spec, redis_url, namespace, alpha, seed, exclude_warmup, strict, capacity } => {
             use analyzer::report::config::{Catalog, DEFAULT_CATALOG, DEFAULT_REQUIREMENTS, Requirements};
             proto::check_name("run id", &run)?;
             if !(alpha > 0.0 && alpha < 1.0) {
                 bail!("--alpha must be between 0 and 1, got {alpha}");
             }
+            let target = capacity.target()?;
             let read = |path: &Option<PathBuf>, default: &str| -> anyhow::Result<String> {
                 match path {
                     Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())),
@@ -206,30 +296,12 @@ async fn run(cli: Cli, status: &mut i32) -> anyhow::Result<()> {
             };
             let catalog = Catalog::parse(&read(&catalog, DEFAULT_CATALOG)?).map_err(anyhow::Error::msg)?;
             let requirements = Requirements::parse(&read(&requirements, DEFAULT_REQUIREMENTS)?).map_err(anyhow::Error::msg)?;
-            let spec = match (spec, redis_url) {
-                (Some(p), _) => Some(std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?),
-                (None, Some(url)) => match RedisStore::connect(&url, Namespace::new(&namespace)?).await {
-                    Ok(state) => state.spec(&run).await.inspect_err(|e| tracing::warn!(error = %e, "run spec not in the run state")).ok(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "run state unreachable; the report has no run spec");
-                        None
-                    }
-                },
-                (None, None) => None,
-            };
-            if !store.is_dir() {
-                bail!("metrics store {} not found", store.display());
-            }
-            let store = MetricsStore::open(&store)?;
+            let spec = read_spec(spec, redis_url, &namespace, &run).await?;
             // Reading, one step per metric (bootstrap intervals and tests), the rest, rendering.
             let bar = progress_bar(analyzer::report::build_steps() as u64 + 2);
             bar.set_message("reading the metrics");
-            let metrics = store.read(&run)?;
-            if metrics.is_empty() {
-                bar.finish_and_clear();
-                bail!("no metrics for run {run} in the store (runs: {})", store.runs()?.join(", "));
-            }
-            let options = analyzer::report::Options { alpha, seed, spec, exclude_warmup, ..Default::default() };
+            let metrics = read_metrics(&store, &run).inspect_err(|_| bar.finish_and_clear())?;
+            let options = analyzer::report::Options { alpha, seed, spec, exclude_warmup, target, target_load: capacity.target_load, ..Default::default() };
             let report = analyzer::report::build_with_progress(&run, &metrics, &catalog, &requirements, &options, &mut |done, _, what| {
                 bar.set_position(1 + done as u64);
                 bar.set_message(format!("{what} over {} batches", metrics.len()));
@@ -250,6 +322,26 @@ async fn run(cli: Cli, status: &mut i32) -> anyhow::Result<()> {
                 eprintln!("{line}");
             }
             *status = report_status(invalid.is_some(), strict);
+        }
+        Command::Check { store, run, slos, platforms, exclude_warmup, spec, redis_url, namespace, capacity } => {
+            use analyzer::report::config::{Catalog, DEFAULT_CATALOG, DEFAULT_REQUIREMENTS, Requirements};
+            proto::check_name("run id", &run)?;
+            let slos = slos.iter().map(|s| analyzer::check::Slo::parse(s)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+            let target = capacity.target()?;
+            let spec = read_spec(spec, redis_url, &namespace, &run).await?;
+            let metrics = read_metrics(&store, &run)?;
+            let catalog = Catalog::parse(DEFAULT_CATALOG).map_err(anyhow::Error::msg)?;
+            let requirements = Requirements::parse(DEFAULT_REQUIREMENTS).map_err(anyhow::Error::msg)?;
+            // The tests' bootstrap is not needed for the gates: the fewest resamples it allows.
+            let options = analyzer::report::Options { spec, exclude_warmup, target, target_load: capacity.target_load, resamples: 1, ..Default::default() };
+            let report = analyzer::report::build(&run, &metrics, &catalog, &requirements, &options);
+            let verdicts = analyzer::check::check(&report, &slos, &platforms).map_err(anyhow::Error::msg)?;
+            for v in &verdicts {
+                println!("{v}");
+            }
+            let failed = verdicts.iter().filter(|v| !v.pass).count();
+            println!("run {run}: {} of {} checks passed", verdicts.len() - failed, verdicts.len());
+            *status = i32::from(failed > 0);
         }
         Command::Stats { samples, format } => {
             let text = std::fs::read_to_string(&samples).with_context(|| format!("reading {}", samples.display()))?;

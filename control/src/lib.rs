@@ -4,6 +4,7 @@
 //!   acknowledgements) with [`AmqpBroker`] for RabbitMQ and [`MemoryBroker`] for the embedded run.
 //! - [`state`]: the [`RunStore`] trait (per-batch state, progress counts, worker heartbeats) with
 //!   [`RedisStore`] and [`MemoryStore`]; the transition rules themselves are pure, in [`state::rules`].
+//! - [`sweep`]: load sweeps and the search for the highest rate meeting a target (pure).
 //! - [`consume`]: the reconnecting consumer loop shared by workers and the collector.
 //! - [`process`]: logging, runtime, error line and signals shared by every binary.
 //! - [`Namespace`] names every queue and key, so concurrent deployments and tests never collide.
@@ -15,6 +16,7 @@ pub mod dead;
 pub mod process;
 mod redact;
 pub mod state;
+pub mod sweep;
 pub mod telemetry;
 
 pub use broker::{AmqpBroker, Broker, BrokerError, Delivery, MemoryBroker, Outgoing, Subscription};

@@ -60,6 +60,10 @@ pub struct EnqueueOptions {
     pub max_rate: Option<f64>,
     /// Publishes only this round's batches (a stage of a scaling run); `None` publishes every round.
     pub round: Option<u32>,
+    /// Publishes only this platform's batches (a stage of a load sweep); `None`: every platform.
+    pub platform: Option<String>,
+    /// The inference load the jobs carry (a stage of a load sweep); `None`: the workers' own.
+    pub load: Option<proto::v1::Load>,
 }
 
 /// Builds the run's metadata from a validated spec and its manifest.
@@ -69,19 +73,20 @@ pub fn run_meta(run_id: &str, spec: &RunSpec, manifest: &Manifest) -> RunMeta {
         fingerprint: plan::fingerprint(spec, manifest),
         platforms: spec.platforms.clone(),
         rounds: spec.rounds,
-        batches_per_round: plan::batch_count(manifest.objects.len(), spec.batch_size),
+        // A load sweep's stage is one batch per platform.
+        batches_per_round: if spec.load_sweep.is_some() { 1 } else { plan::batch_count(manifest.objects.len(), spec.batch_size) },
         spec: spec.text.clone(),
     }
 }
 
-fn job(meta: &RunMeta, spec: &RunSpec, manifest: &Manifest, batch: &BatchRef, attempt: u32, now_ms: i64) -> BatchJob {
+fn job(meta: &RunMeta, spec: &RunSpec, manifest: &Manifest, batch: &BatchRef, attempt: u32, now_ms: i64, load: Option<proto::v1::Load>) -> BatchJob {
     BatchJob {
         run_id: meta.run_id.clone(),
         round: batch.round,
         platform: batch.platform.clone(),
         batch_index: batch.index,
         batch_count: meta.batches_per_round,
-        objects: plan::batch(manifest, spec.batch_size, batch.index)
+        objects: plan::batch(manifest, spec.batch_size, plan::job_batch(spec, manifest, batch.round, batch.index))
             .iter()
             .map(|e| ObjectRef { key: e.key.clone(), size: e.size, sha256: e.sha256.clone() })
             .collect(),
@@ -90,6 +95,7 @@ fn job(meta: &RunMeta, spec: &RunSpec, manifest: &Manifest, batch: &BatchRef, at
         enqueued_unix_ms: now_ms,
         max_deliveries: spec.delivery_limit,
         manifest_sha256: plan::manifest_hash(manifest),
+        load,
     }
 }
 
@@ -135,11 +141,12 @@ pub async fn start_run(
         .await?
         .into_iter()
         .map(|(b, _)| b)
-        .filter(|b| options.round.is_none_or(|r| b.round == r))
+        .filter(|b| options.round.is_none_or(|r| b.round == r) && options.platform.as_ref().is_none_or(|p| &b.platform == p))
         .collect();
+    let platforms = if options.platform.is_some() { 1 } else { meta.platforms.len() as u64 };
     let in_scope = match options.round {
-        Some(_) => u64::from(meta.batches_per_round) * meta.platforms.len() as u64,
-        None => meta.total(),
+        Some(_) => u64::from(meta.batches_per_round) * platforms,
+        None => u64::from(meta.batches_per_round) * u64::from(meta.rounds) * platforms,
     };
     let skipped = in_scope - todo.len() as u64;
     let mut published = 0u64;
@@ -155,7 +162,7 @@ pub async fn start_run(
         for (batch, outcome) in chunk.iter().zip(outcomes) {
             if let Outcome::Applied(before) = outcome {
                 let attempt = before.attempt + 1;
-                let job = job(&meta, spec, manifest, batch, attempt, now);
+                let job = job(&meta, spec, manifest, batch, attempt, now, options.load.clone());
                 let key = proto::JobKey::new(run_id, batch.round, &batch.platform, batch.index).expect("names checked");
                 messages.push(Outgoing { id: format!("{key}#{attempt}"), kind: proto::BATCH_JOB_TYPE, payload: job.encode_to_vec() });
                 claimed.push(Change { batch: batch.clone(), from: CONFIRMED_FROM, to: BatchState::Queued, owner: String::new(), bump_attempt: false });

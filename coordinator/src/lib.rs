@@ -8,6 +8,7 @@
 //!   what a run's workers left behind.
 //! - [`schedule`] repeats a run's rounds on a schedule for long-term stability runs.
 //! - [`stages`] runs a scaling experiment stage by stage, each at its number of workers.
+//! - [`sweep`] runs a load sweep: per platform, stage after stage at the load its results call for.
 //! - [`status`] renders progress.
 //!
 //! The binary (`main.rs`) wires these to RabbitMQ and Redis; the embedded run wires them to the
@@ -21,5 +22,6 @@ pub mod schedule;
 pub mod seed;
 pub mod spec;
 pub mod stages;
+pub mod sweep;
 pub mod status;
 pub mod synth;

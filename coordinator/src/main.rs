@@ -265,7 +265,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = RedisStore::connect(&cli.services.redis_url, ns.clone()).await?;
             let broker = AmqpBroker::connect(&cli.services.amqp_url).await?;
             let _observed = cli.services.observe(&ns, &store, &run_id).await?;
-            let options = EnqueueOptions { max_rate, round: None };
+            let options = EnqueueOptions { max_rate, ..Default::default() };
             if let Some(scaling) = spec.scaling.clone() {
                 let stages = coordinator::stages::run_stages(
                     &broker,
@@ -284,6 +284,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let stages = stages?;
                 let short = stages.iter().filter(|s| s.short).count();
                 println!("run {run_id}: {} stages done, {short} started short", stages.len());
+                return Ok(());
+            }
+            if let Some(sweep) = spec.load_sweep.clone() {
+                let swept = coordinator::sweep::run_sweep(&broker, &store, &ns, &run_id, &spec, &sweep, &manifest, &options, Duration::from_millis(250), print_sweep).await;
+                broker.close().await;
+                let swept = swept?;
+                let stages: usize = swept.values().map(Vec::len).sum();
+                println!("run {run_id}: load sweep over, {stages} stages on {} platforms", swept.len());
                 return Ok(());
             }
             // Publishing resumes where it stopped, so a lost broker or run store only delays it.
@@ -316,8 +324,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Schedule { spec, every, duration, run_id } => {
             let spec = RunSpec::load(&spec)?;
-            if spec.scaling.is_some() {
-                bail!("a schedule repeats rounds; a scaling spec's rounds are its stages: use `run` for it");
+            if spec.scaling.is_some() || spec.load_sweep.is_some() {
+                bail!("a schedule repeats rounds; a scaling or load-sweep spec's rounds are its stages: use `run` for it");
             }
             let Some(run_id) = run_id.or(spec.run_id.clone()) else {
                 bail!("no run id: give --run-id or set run_id in the spec");
@@ -442,6 +450,28 @@ fn print_stage(event: coordinator::stages::StageEvent) {
             );
         }
         StageEvent::Finished { stage, took } => println!("stage {stage}: finished in {:.1} s", took.as_secs_f64()),
+    }
+}
+
+/// One line per stage event of a load sweep.
+fn print_sweep(event: coordinator::sweep::SweepEvent) {
+    use coordinator::sweep::SweepEvent;
+    match event {
+        SweepEvent::Started { platform, stage, load, resumed } => {
+            println!("{platform} stage {stage}: {load}{}", if resumed { " (published before; waiting for it)" } else { "" });
+        }
+        SweepEvent::Finished { platform, stage, result, met } => {
+            let verdict = match met {
+                Some(true) => ": target met",
+                Some(false) => ": target missed",
+                None => "",
+            };
+            println!(
+                "{platform} stage {stage}: p99 {:.1} ms, {} of {} requests failed{verdict}",
+                result.p99_ms, result.failed, result.requests
+            );
+        }
+        SweepEvent::Over { platform, stages } => println!("{platform}: sweep over after {stages} stages"),
     }
 }
 

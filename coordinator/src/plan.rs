@@ -39,7 +39,20 @@ pub fn fingerprint(spec: &RunSpec, manifest: &Manifest) -> String {
         hash.update(b",");
     }
     hash.update(manifest_hash(manifest).as_bytes());
+    if let Some(sweep) = &spec.load_sweep {
+        // A sweep's stages are part of the plan: other rates are another experiment.
+        hash.update(format!("|sweep {sweep:?}").as_bytes());
+    }
     hex::encode(hash.finalize())
+}
+
+/// The batch of the manifest a job runs: its own index, or for a load sweep's stage (one job per
+/// platform and round) the batches in turn, round by round.
+pub fn job_batch(spec: &RunSpec, manifest: &Manifest, round: u32, index: u32) -> u32 {
+    match spec.load_sweep {
+        Some(_) => round % batch_count(manifest.objects.len(), spec.batch_size).max(1),
+        None => index,
+    }
 }
 
 #[cfg(test)]

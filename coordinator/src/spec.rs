@@ -22,6 +22,7 @@ struct RawSpec {
     #[serde(rename = "platform")]
     platforms: Vec<RawPlatform>,
     scaling: Option<RawScaling>,
+    load_sweep: Option<control::sweep::RawSweep>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,7 +51,7 @@ struct RawPlatform {
 }
 
 /// A validated run spec.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunSpec {
     /// Run id from the spec, if it names one (the command line may give it instead).
     pub run_id: Option<String>,
@@ -63,6 +64,8 @@ pub struct RunSpec {
     pub platforms: Vec<String>,
     /// Present for a scaling experiment; its stages are the run's rounds.
     pub scaling: Option<Scaling>,
+    /// Present for a load sweep; its stages are the run's rounds, one batch per platform each.
+    pub load_sweep: Option<control::sweep::LoadSweep>,
     /// The spec's text, stored with the run for the report.
     pub text: String,
 }
@@ -101,12 +104,16 @@ impl RunSpec {
             }
             Some(s) => Some(Scaling { workers: s.workers, wait_secs: s.wait_secs.unwrap_or(DEFAULT_SCALING_WAIT_SECS) }),
         };
-        let rounds = match (&scaling, raw.rounds) {
-            (Some(s), Some(r)) if r as usize != s.workers.len() => {
+        let load_sweep = raw.load_sweep.map(control::sweep::LoadSweep::new).transpose()?;
+        let rounds = match (&scaling, &load_sweep, raw.rounds) {
+            (Some(_), Some(_), _) => return Err("a spec is a scaling run or a load sweep, not both".into()),
+            (Some(s), None, Some(r)) if r as usize != s.workers.len() => {
                 return Err(format!("rounds = {r} but scaling.workers lists {} stages: a stage is a round", s.workers.len()));
             }
-            (Some(s), _) => s.workers.len() as u32,
-            (None, r) => r.unwrap_or(1),
+            (Some(s), None, _) => s.workers.len() as u32,
+            (None, Some(_), Some(_)) => return Err("a load sweep's rounds are its stages: leave rounds out".into()),
+            (None, Some(sweep), None) => sweep.max_stages(),
+            (None, None, r) => r.unwrap_or(1),
         };
         if rounds == 0 {
             return Err("rounds must be at least 1".into());
@@ -135,6 +142,7 @@ impl RunSpec {
             job_deadline_secs: raw.job_deadline_secs,
             platforms,
             scaling,
+            load_sweep,
             text: text.to_owned(),
         })
     }
@@ -173,6 +181,15 @@ mod tests {
     }
 
     #[test]
+    fn a_load_sweep_has_one_round_per_stage_it_may_run() {
+        let text = "manifest = 'm'\n[[platform]]\nname='a'\n[load_sweep]\nsearch = { slo_p99_ms = 100, min_rate = 5, max_rate = 160 }\n";
+        let spec = RunSpec::parse(text, Path::new(".")).unwrap();
+        let sweep = spec.load_sweep.as_ref().unwrap();
+        assert_eq!(spec.rounds, sweep.max_stages());
+        assert_eq!(spec.rounds, 5 + 1 + 5 + 1, "5 doublings from 5 to 160, 5 halvings to 5%");
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let cases = [
             ("manifest = 'm'\n[[platform]]\nname='a'\nbatchsize=3", "unknown field"),
@@ -183,6 +200,9 @@ mod tests {
             ("[[platform]]\nname='a'", "manifest"),
             ("manifest = 'm'\n[[platform]]\nname='a'\n[scaling]\nworkers = [1, 0]", "at least 1 worker"),
             ("manifest = 'm'\nrounds = 3\n[[platform]]\nname='a'\n[scaling]\nworkers = [1, 2]", "a stage is a round"),
+            ("manifest = 'm'\nrounds = 3\n[[platform]]\nname='a'\n[load_sweep]\nrates = [1, 2]", "leave rounds out"),
+            ("manifest = 'm'\n[[platform]]\nname='a'\n[scaling]\nworkers = [1]\n[load_sweep]\nrates = [1]", "not both"),
+            ("manifest = 'm'\n[[platform]]\nname='a'\n[load_sweep]\nrates = []", "load_sweep: rates"),
         ];
         for (text, expected) in cases {
             let err = RunSpec::parse(text, Path::new(".")).unwrap_err();

@@ -175,7 +175,7 @@ fn main() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/score", listener.local_addr().unwrap());
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
-        let invoker = HttpInvoker::new(&HttpConfig { url, auth: None }).unwrap();
+        let invoker = HttpInvoker::new(&HttpConfig { url, auth: None, server_time: None }).unwrap();
         let mut ours = Vec::new();
         for &c in &levels {
             ours.push(load(&invoker, &images, count, c).await);
@@ -183,7 +183,7 @@ fn main() {
         server.abort();
         let mut peer = Vec::new();
         if let Some((_child, url)) = start_flask(&weights, imgsz) {
-            let invoker = HttpInvoker::new(&HttpConfig { url, auth: None }).unwrap();
+            let invoker = HttpInvoker::new(&HttpConfig { url, auth: None, server_time: None }).unwrap();
             for &c in &levels {
                 peer.push(load(&invoker, &images, count, c).await);
             }

@@ -30,7 +30,7 @@ pub struct Invoked {
     pub body: Bytes,
     /// Detections in the answer, when it follows this project's response format.
     pub detections: Option<usize>,
-    /// The server's own inference time, when it reports one.
+    /// The server's own time for the request (queue and model), when it reports one.
     pub server_ms: Option<f64>,
     /// SHA-256 of the model's weights, when the answer says.
     pub model_sha256: Option<String>,
@@ -44,7 +44,8 @@ impl Invoked {
         let parsed: Option<api::Response> = serde_json::from_value(value).ok();
         Ok(Self {
             detections: parsed.as_ref().map(|r| r.predictions.iter().map(|p| p.detections.len()).sum()),
-            server_ms: parsed.as_ref().map(|r| r.inference_ms),
+            // This project's server reports the model's time and the wait before it.
+            server_ms: parsed.as_ref().map(|r| r.inference_ms + r.queue_ms),
             model_sha256: parsed.map(|r| r.model.sha256),
             body,
         })
@@ -140,6 +141,42 @@ impl HttpAuth {
 pub struct HttpConfig {
     pub url: String,
     pub auth: Option<HttpAuth>,
+    /// Where a foreign endpoint's answer says how long the server took, so that its latency splits
+    /// into server and network-plus-client; this project's server needs none.
+    #[serde(default)]
+    pub server_time: Option<ServerTime>,
+}
+
+/// Where the server's own time (milliseconds) is in an answer: a header, or a number in the JSON
+/// body named by a dotted path (`timing.server_ms`). Exactly one.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTime {
+    pub header: Option<String>,
+    pub field: Option<String>,
+}
+
+impl ServerTime {
+    fn check(&self) -> Result<(), String> {
+        match (&self.header, &self.field) {
+            (Some(h), None) if !h.is_empty() => Ok(()),
+            (None, Some(f)) if !f.is_empty() => Ok(()),
+            _ => Err("server_time names one header or one field".into()),
+        }
+    }
+
+    /// The server's milliseconds from an answer's headers and JSON body, if they carry them.
+    fn read(&self, headers: &reqwest::header::HeaderMap, body: &[u8]) -> Option<f64> {
+        let ms = match (&self.header, &self.field) {
+            (Some(name), _) => headers.get(name.as_str())?.to_str().ok()?.trim().parse().ok()?,
+            (None, Some(path)) => {
+                let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+                path.split('.').try_fold(&value, |v, key| v.get(key))?.as_f64()?
+            }
+            (None, None) => return None,
+        };
+        (ms >= 0.0 && f64::is_finite(ms)).then_some(ms)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -217,7 +254,7 @@ impl TargetConfig {
                 let auth = std::env::var("CLOUDBENCH_ENDPOINT_TOKEN")
                     .is_ok()
                     .then(|| HttpAuth { header: HttpAuth::default_header(), env: Some("CLOUDBENCH_ENDPOINT_TOKEN".into()), file: None });
-                return Ok(TargetConfig::Http(HttpConfig { url: text.to_owned(), auth }));
+                return Ok(TargetConfig::Http(HttpConfig { url: text.to_owned(), auth, server_time: None }));
             }
             "sagemaker" => {
                 let name = location.trim_start_matches("//").trim_end_matches('/');
@@ -284,11 +321,15 @@ pub struct HttpInvoker {
     client: reqwest::Client,
     url: String,
     auth: Option<(String, Secret)>,
+    server_time: Option<ServerTime>,
 }
 
 impl HttpInvoker {
     pub fn new(config: &HttpConfig) -> Result<Self, String> {
         storage::tls::install_ring();
+        if let Some(s) = &config.server_time {
+            s.check()?;
+        }
         let auth = match &config.auth {
             Some(a) => Some((a.header.clone(), a.token()?)),
             None => None,
@@ -298,7 +339,7 @@ impl HttpInvoker {
             .pool_max_idle_per_host(1024)
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
-        Ok(Self { client, url: config.url.clone(), auth })
+        Ok(Self { client, url: config.url.clone(), auth, server_time: config.server_time.clone() })
     }
 }
 
@@ -325,12 +366,21 @@ impl Invoker for HttpInvoker {
             StorageError::new(kind, format!("{}: {}", self.describe(), storage::keys::scrub(&without_url(e))))
         })?;
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let body = response
             .bytes()
             .await
             .map_err(|e| StorageError::new(ErrorKind::Unavailable, format!("{}: answer cut short: {}", self.describe(), without_url(e))))?;
         match status_kind(status) {
-            None => Invoked::from_json(body),
+            None => {
+                let foreign = self.server_time.as_ref().map(|s| s.read(&headers, &body));
+                let mut invoked = Invoked::from_json(body)?;
+                if let Some(server_ms) = foreign {
+                    // Named by the config: what the answer says, or nothing (the split is left out).
+                    invoked.server_ms = server_ms;
+                }
+                Ok(invoked)
+            }
             Some(kind) => Err(StorageError::new(kind, format!("{}: HTTP {status}: {}", self.describe(), error_line(&body)))),
         }
     }
@@ -531,5 +581,19 @@ mod tests {
         assert_eq!(Invoked::from_json(Bytes::from_static(b"<html>")).unwrap_err().kind, ErrorKind::BadResponse);
         let any = Invoked::from_json(Bytes::from_static(b"{\"result\": []}")).unwrap();
         assert_eq!((any.detections, any.server_ms), (None, None));
+    }
+
+    #[test]
+    fn a_foreign_server_time_is_read_from_the_named_header_or_field() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-server-ms", "12.5".parse().unwrap());
+        let header = ServerTime { header: Some("x-server-ms".into()), field: None };
+        assert_eq!(header.read(&headers, b"{}"), Some(12.5));
+        let field = ServerTime { header: None, field: Some("timing.server_ms".into()) };
+        assert_eq!(field.read(&headers, br#"{"timing": {"server_ms": 7}}"#), Some(7.0));
+        assert_eq!(field.read(&headers, br#"{"timing": {}}"#), None, "absent: no split, not zero");
+        assert_eq!(field.read(&headers, br#"{"timing": {"server_ms": -1}}"#), None);
+        assert!(ServerTime { header: Some("a".into()), field: Some("b".into()) }.check().is_err());
+        assert!(ServerTime { header: None, field: None }.check().is_err());
     }
 }

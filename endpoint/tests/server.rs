@@ -227,9 +227,9 @@ async fn a_token_guards_inference_and_metrics_but_not_health_or_the_page() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("token"), "s3cr3t-token\n").unwrap();
     let auth = endpoint::client::HttpAuth { header: "Authorization".into(), env: None, file: Some(dir.path().join("token")) };
-    let invoker = HttpInvoker::new(&HttpConfig { url: format!("{base}/score"), auth: Some(auth) }).unwrap();
+    let invoker = HttpInvoker::new(&HttpConfig { url: format!("{base}/score"), auth: Some(auth), server_time: None }).unwrap();
     assert!(invoker.invoke(Bytes::from(jpeg(32, 32)), "image/jpeg").await.is_ok());
-    let anonymous = HttpInvoker::new(&HttpConfig { url: format!("{base}/score"), auth: None }).unwrap();
+    let anonymous = HttpInvoker::new(&HttpConfig { url: format!("{base}/score"), auth: None, server_time: None }).unwrap();
     let err = anonymous.invoke(Bytes::from(jpeg(32, 32)), "image/jpeg").await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unauthorized);
     assert!(!format!("{err} {}", invoker.describe()).contains("s3cr3t"));
@@ -238,7 +238,7 @@ async fn a_token_guards_inference_and_metrics_but_not_health_or_the_page() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_page_detects_in_a_real_browser_through_this_server_and_a_relayed_target() {
     let other = serve(BatchConfig::default(), ServerConfig::default()).await;
-    let relay: Arc<dyn Invoker> = Arc::new(HttpInvoker::new(&HttpConfig { url: format!("{other}/score"), auth: None }).unwrap());
+    let relay: Arc<dyn Invoker> = Arc::new(HttpInvoker::new(&HttpConfig { url: format!("{other}/score"), auth: None, server_time: None }).unwrap());
     let base = serve(BatchConfig::default(), ServerConfig { targets: vec![("azure".into(), relay)], ..ServerConfig::default() }).await;
     let targets: serde_json::Value = serde_json::from_str(&client().get(format!("{base}/targets")).send().await.unwrap().text().await.unwrap()).unwrap();
     assert_eq!(targets["targets"][1]["path"], "/relay/azure");

@@ -17,8 +17,10 @@ use common::truth::*;
 use common::*;
 use control::Broker;
 
-/// The kernel's rate in each direction: 80 Mbit/s, 9.54 MiB/s.
-const RATE_MBIT: f64 = 80.0;
+/// The kernel's rate in each direction: 40 Mbit/s, 4.77 MiB/s. Well under what the emulators move on
+/// a slow machine (Azurite, in Node, downloaded at 6.3 MiB/s on one CI machine), so that the link,
+/// not the server, sets the rate.
+const RATE_MBIT: f64 = 40.0;
 const RATE_MIB_S: f64 = RATE_MBIT * 1e6 / 8.0 / 1048576.0;
 
 fn ip(args: &[&str]) {
@@ -61,7 +63,8 @@ impl ShapedNet {
         net.exec_ok(&["ip", "link", "set", "lo", "up"]);
         // Token buckets on both ends: uploads leave through the host's end, downloads through the
         // namespace's. A 64 KiB burst is under 1% of what each test moves.
-        let tbf = ["root", "tbf", "rate", "80mbit", "burst", "64kb", "latency", "200ms"];
+        let rate = format!("{RATE_MBIT}mbit");
+        let tbf = ["root", "tbf", "rate", rate.as_str(), "burst", "64kb", "latency", "400ms"];
         let out = Command::new("tc").args(["qdisc", "add", "dev", &net.host_if]).args(tbf).output().expect("tc must be installed");
         assert!(out.status.success(), "tc on {}: {}", net.host_if, String::from_utf8_lossy(&out.stderr));
         net.exec_ok(&[&["tc", "qdisc", "add", "dev", &inner_if][..], &tbf[..]].concat());
@@ -155,7 +158,7 @@ async fn s3_throughput_is_the_kernels_rate_across_a_shaped_link() {
     let mut config = s3_test_config(&bucket);
     config.endpoint_url = Some(endpoint.clone());
     storage::S3Store::connect(config).await.unwrap().create_bucket().await.unwrap();
-    // 12 images of 512 KiB in batches of 12: 6 MiB each way per batch, ~0.6 s at the link's rate.
+    // 24 images of 512 KiB in batches of 12: 6 MiB each way per batch, ~1.3 s at the link's rate.
     let url = format!("s3://{bucket}?endpoint={endpoint}&path_style=true&region=us-east-1");
     let rows = storage_run("shaped-s3", 24, 512 * 1024, 12, &url).await;
     assert_shaped(&rows, "s3");
@@ -216,26 +219,32 @@ async fn request_latencies_carry_the_delay_a_proxy_adds() {
             }
         }
     }
+    // The proxy's own log: every request passed through it, each chunk held at least the delay, and
+    // how much later than due the proxy itself passed chunks on (its hop: a Python process that
+    // forwards the chunks of 16 requests falling due at once one after another, logging each).
+    let text = std::fs::read_to_string(&log).unwrap();
+    let chunks: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let held = |c: &serde_json::Value| (c["sent_ns"].as_i64().unwrap() - c["read_ns"].as_i64().unwrap()) as f64 / 1e6;
+    let late = |dir: &str, delay: f64| {
+        let mut v: Vec<f64> = chunks.iter().filter(|c| c["dir"] == dir).map(|c| held(c) - delay).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let (up, down) = (late("up", DELAY_MS), late("down", 0.0));
+    let requests = 2 * 48;
+    assert!(up.len() >= requests, "{} chunks went up through the proxy for {requests} requests", up.len());
+    assert!(up[0] >= -DELAY_MS * 0.01, "the proxy held every chunk at least {DELAY_MS} ms");
+    let p90 = |v: &[f64]| v[v.len() * 9 / 10];
+    let hop = p90(&up) + p90(&down);
     for phase in ["upload", "download"] {
         for q in ["p50", "p90"] {
             let column = format!("{phase}_{q}_ms");
             let (base, with) = (most(&direct, &column), median(&rows, &column));
-            eprintln!("{column}: at most {base:.3} ms direct, median {with:.3} ms through the proxy");
-            // Near it: the proxy adds its delay and its own hop (well under 5 ms) to what the same
-            // requests take without it (the direct run's slowest batch), nothing more.
-            assert!(with <= base + DELAY_MS + 10.0, "{column}: {with:.3} ms through the proxy against at most {base:.3} ms direct");
+            eprintln!("{column}: at most {base:.3} ms direct, median {with:.3} ms through the proxy, whose hop took {hop:.3} ms (p90)");
+            // Near it: the proxy adds its delay and its own hop, as its log measures it, to what the
+            // same requests take without it (the direct run's slowest batch), nothing more.
+            assert!(with <= base + DELAY_MS + hop + 10.0, "{column}: {with:.3} ms through the proxy against at most {base:.3} ms direct and a {hop:.3} ms hop");
         }
     }
-    // The proxy's own log: every request passed through it, each held the delay.
-    let text = std::fs::read_to_string(&log).unwrap();
-    let held: Vec<f64> = text
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|c| c["dir"] == "up")
-        .map(|c| (c["sent_ns"].as_i64().unwrap() - c["read_ns"].as_i64().unwrap()) as f64 / 1e6)
-        .collect();
-    let requests = 2 * 48u64;
-    assert!(held.len() as u64 >= requests, "{} chunks went up through the proxy for {requests} requests", held.len());
-    assert!(held.iter().all(|ms| *ms >= DELAY_MS * 0.99), "the proxy held every chunk at least {DELAY_MS} ms");
     store.delete_bucket().await.ok();
 }

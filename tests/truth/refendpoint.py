@@ -3,7 +3,7 @@
 seeded service time and logs, per request, when it arrived and when its answer left, so that the
 latencies cloudbench reports can be checked against a record it did not make.
 
-    refendpoint.py [--port N] [--log FILE] [--seed S] [--service SPEC]
+    refendpoint.py [--port N] [--log FILE] [--seed S] [--service SPEC] [--capacity K]
                    [--slow-after N --slow-factor F] [--stall-at K --stall-ms D]
                    [--fail-503 P] [--fail-4xx P] [--garbage P]
 
@@ -14,7 +14,7 @@ POST; GET /ping answers 200 {} and is neither counted nor logged.
 The log (JSON Lines, one line per POST answered, written as it departs) has seq (order of arrival
 among POSTs, from 0), arrival_ns and departure_ns (time.time_ns()), handled_ns (when the headers
 were parsed), first_on_connection, status, outcome ("ok",
-"retry_503", "rejected_4xx", "garbage"), service_ms (as drawn, slow factor included), stalled_ms,
+"retry_503", "rejected_4xx", "garbage"), service_ms (as drawn, slow factor included), stalled_ms, queued_ms,
 bytes and sha256 of the request body. A request whose body is cut short by the client hanging up
 is not answered and not logged (its seq is skipped).
 
@@ -23,8 +23,11 @@ parsed (that is the server's time, and the client waits through it); for a conne
 request whose bytes were waiting before its thread started, the moment the connection was accepted.
 
 Timing: the service time counts from the parsed headers (reading the body is part of it); the answer is sent
-at arrival + stalled_ms + service_ms, so departure - arrival is that plus the time to write the
-answer. A stall (--stall-at K --stall-ms D) holds every POST arriving in [t_K, t_K + D) until
+at arrival + stalled_ms + queued_ms + service_ms, so departure - arrival is that plus the time to
+write the answer. --capacity K serves at most K requests at once; the others wait for a slot in
+order of arrival (queued_ms), so with a constant service time S ms the server's capacity is exactly
+K * 1000 / S requests per second. Without it every request is served at once (queued_ms = 0).
+The answer's queue_ms is stalled_ms + queued_ms. A stall (--stall-at K --stall-ms D) holds every POST arriving in [t_K, t_K + D) until
 t_K + D, then serves it normally.
 
 Failures are drawn per distinct body (its SHA-256), so a client's retry of an image is recognised:
@@ -39,6 +42,7 @@ ModelInfo}, `Prediction` {width: u32, height: u32, detections: Vec<Detection>} a
 """
 
 import argparse
+import collections
 import hashlib
 import http
 import http.server
@@ -72,12 +76,39 @@ def parse_service(spec):
     raise ValueError(f"bad --service {spec!r}: const:MS, uniform:LO,HI, lognormal:MEDIAN,SIGMA or exp:MEAN")
 
 
+class Slots:
+    """At most k requests in service at once; the others wait in order of arrival."""
+
+    def __init__(self, k):
+        self.k = k
+        self.busy = 0
+        self.waiting = collections.deque()
+        self.lock = threading.Lock()
+
+    def acquire(self):
+        with self.lock:
+            if self.busy < self.k and not self.waiting:
+                self.busy += 1
+                return
+            ready = threading.Event()
+            self.waiting.append(ready)
+        ready.wait()  # release() handed its slot over
+
+    def release(self):
+        with self.lock:
+            if self.waiting:
+                self.waiting.popleft().set()  # the slot passes to the longest waiting, busy unchanged
+            else:
+                self.busy -= 1
+
+
 class State:
     """Everything the handler threads share; `lock` guards the counters, `log_lock` the log."""
 
     def __init__(self, args):
         self.args = args
         self.draw = parse_service(args.service)
+        self.slots = Slots(args.capacity) if args.capacity else None
         self.rng = random.Random(args.seed)  # service times, drawn in seq order
         self.lock = threading.Lock()
         self.next_seq = 0
@@ -179,6 +210,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         seq, wall, mono, service_ms, stalled_ns = state.arrive()
         first = self.answered == 0
         self.answered += 1
+        holding = False  # a slot of --capacity, released once the answer is out
         try:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length > 0 else b""
@@ -189,14 +221,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             sha = hashlib.sha256(body).hexdigest()
             outcome = state.outcome(sha)
-            # Sleep to an absolute deadline, so the read and hashing above are inside the service time.
-            deadline = mono + stalled_ns + int(service_ms * 1e6)
+            # The stall first, then a free slot (in order of arrival), then the service time, to an
+            # absolute deadline so that the read and hashing above are inside it.
+            start = mono + stalled_ns
+            queued_ns = 0
+            if state.slots is not None:
+                state.slots.acquire()
+                holding = True
+                acquired = time.monotonic_ns()
+                queued_ns = max(0, acquired - start)
+                start = max(start, acquired)
+            deadline = start + int(service_ms * 1e6)
             while True:
                 left = deadline - time.monotonic_ns()
                 if left <= 0:
                     break
                 time.sleep(left / 1e9)
-            stalled_ms = stalled_ns / 1e6
+            stalled_ms, queued_ms = stalled_ns / 1e6, queued_ns / 1e6
             if outcome == "retry_503":
                 status = 503
                 self.answer(503, "application/json", b'{"error":"busy"}', [("Retry-After", "0")])
@@ -211,16 +252,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 answer = {
                     "predictions": [{"width": 1, "height": 1, "detections": []}],
                     "inference_ms": service_ms,
-                    "queue_ms": stalled_ms,
+                    "queue_ms": stalled_ms + queued_ms,
                     "batch_size": 1,
                     "model": {"variant": "refendpoint", "classes": 80, "input_size": 640, "sha256": MODEL_SHA256, "device": "python"},
                 }
                 self.answer(200, "application/json", json.dumps(answer).encode())
             departure = time.time_ns()
+            if holding:
+                state.slots.release()
+                holding = False
             state.write_log({
                 "seq": seq, "arrival_ns": self.accepted_ns if self.waiting_since_accept else self.received_ns, "handled_ns": wall, "departure_ns": departure,
                 "first_on_connection": first, "status": status, "outcome": outcome,
-                "service_ms": service_ms, "stalled_ms": stalled_ms, "bytes": len(body), "sha256": sha,
+                "service_ms": service_ms, "stalled_ms": stalled_ms, "queued_ms": queued_ms, "bytes": len(body), "sha256": sha,
             })
         except ConnectionError as e:
             print(f"refendpoint: request {seq}: the client went away: {e}", file=sys.stderr, flush=True)
@@ -229,6 +273,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             # One request's failure must not end the server.
             print(f"refendpoint: request {seq}:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
             self.close_connection = True
+        finally:
+            if holding:
+                state.slots.release()
 
 
 class Server(http.server.ThreadingHTTPServer):
@@ -248,6 +295,7 @@ def main():
     p.add_argument("--log")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--service", default="const:20")
+    p.add_argument("--capacity", type=int)
     p.add_argument("--slow-after", type=int)
     p.add_argument("--slow-factor", type=float, default=1.0)
     p.add_argument("--stall-at", type=int)
@@ -260,6 +308,8 @@ def main():
         parse_service(args.service)
     except ValueError as e:
         p.error(str(e))
+    if args.capacity is not None and args.capacity < 1:
+        p.error("--capacity is at least 1 request at once")
     if (args.stall_at is None) != (args.stall_ms is None):
         p.error("--stall-at and --stall-ms go together")
     shares = [args.fail_503, args.fail_4xx, args.garbage]

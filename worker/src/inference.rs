@@ -48,7 +48,40 @@ impl Default for Load {
 /// Requests in flight by default: a small client, as the paper's was.
 pub const DEFAULT_INFERENCE_CONCURRENCY: usize = 4;
 
+/// How long a phase lasts at least, for a stage of a load sweep: the batch's images are sent over
+/// again, in order, until both bounds are reached. The default (zero) sends each image once.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Span {
+    pub min_requests: u64,
+    pub min_duration: Duration,
+}
+
+impl Span {
+    /// Requests an open loop at `rate` sends for `images` images: enough for both bounds.
+    pub fn open_requests(&self, images: usize, rate: f64) -> usize {
+        if images == 0 {
+            return 0;
+        }
+        let for_time = (rate * self.min_duration.as_secs_f64()).ceil() as usize;
+        images.max(self.min_requests as usize).max(for_time)
+    }
+}
+
 impl Load {
+    /// The load and span a job asks for (a stage of a load sweep), checked like a configured one.
+    pub fn from_job(load: &proto::v1::Load) -> Result<(Load, Span), String> {
+        let chosen = match LoadMode::try_from(load.mode) {
+            Ok(LoadMode::ClosedLoop) => Load::Closed { concurrency: load.concurrency as usize },
+            Ok(LoadMode::OpenLoop) => Load::Open { rate: load.rate_per_second },
+            _ => return Err(format!("job load has no known mode ({})", load.mode)),
+        };
+        chosen.validate()?;
+        if !(load.min_seconds.is_finite() && (0.0..=86_400.0).contains(&load.min_seconds)) {
+            return Err(format!("job load min_seconds {} is not between 0 and 86400", load.min_seconds));
+        }
+        Ok((chosen, Span { min_requests: load.min_requests, min_duration: Duration::from_secs_f64(load.min_seconds) }))
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         match *self {
             Load::Closed { concurrency } if concurrency == 0 || concurrency > 1024 => Err("inference concurrency must be between 1 and 1024".into()),
@@ -64,6 +97,7 @@ impl Load {
 pub struct Inference<'a> {
     pub invoker: &'a dyn Invoker,
     pub load: Load,
+    pub span: Span,
     pub retry: RetryPolicy,
 }
 
@@ -105,25 +139,26 @@ impl Inference<'_> {
         }
     }
 
-    /// Sends each of `images` (index into `objects`, bytes) to the endpoint.
+    /// Sends each of `images` (index into `objects`, bytes) to the endpoint, over again in order
+    /// until the span is reached.
     pub async fn run(&self, objects: &[ObjectRef], images: &[(usize, Bytes)]) -> Result<InferenceRun, PlatformFailure> {
         let clock = Clock::start();
         let started = clock.wall();
+        let count = images.len();
         // Each request: its answer, its latency from `from`, and how late it actually started.
         let send = |j: usize, from: Instant| async move {
-            let (i, data) = &images[j];
+            let (i, data) = &images[j % count];
             let key = &objects[*i].key;
             let lag = from.elapsed();
             let attempted = self.retry.run(key, || self.invoker.invoke(data.clone(), content_type(key))).await;
             (attempted, from.elapsed(), lag)
         };
+        let span = self.span;
         let results: Vec<(Attempted<Invoked>, Duration, Duration)> = match self.load {
             Load::Closed { concurrency } => {
-                futures::stream::iter(0..images.len())
-                    .map(|j| send(j, Instant::now()))
-                    .buffer_unordered(concurrency.max(1))
-                    .collect()
-                    .await
+                // The next request is drawn when a slot frees, so the span is checked as it runs.
+                let more = move |j: &usize| futures::future::ready(count > 0 && (*j < count.max(span.min_requests as usize) || started.elapsed() < span.min_duration));
+                futures::stream::iter(0..).take_while(more).map(|j| send(j, Instant::now())).buffer_unordered(concurrency.max(1)).collect().await
             }
             Load::Open { rate } => {
                 // A thread of its own paces the starts: the OS's sleep keeps a schedule to tens of
@@ -131,7 +166,7 @@ impl Inference<'_> {
                 // client's own lateness counted into every latency. The requests start on the
                 // runtime as the pacer releases them, none waiting for another.
                 let (release, mut released) = tokio::sync::mpsc::unbounded_channel();
-                let n = images.len();
+                let n = span.open_requests(count, rate);
                 std::thread::spawn(move || {
                     // The last stretch before each start is spun, not slept: a sleeping thread on a
                     // VM whose idle processors halt can wake milliseconds late. At most a quarter of
@@ -162,10 +197,17 @@ impl Inference<'_> {
             phase.start_lag = Some(lags);
         }
         let (mut detections, mut model_sha256) = (0, None);
-        for (attempted, took, _) in results {
+        let (mut server, mut outside) = (proto::latency::new_histogram(), proto::latency::new_histogram());
+        for (attempted, took, lag) in results {
             phase.request(took, &attempted.retries);
             match attempted.result {
                 Ok(invoked) => {
+                    if let Some(ms) = invoked.server_ms.filter(|ms| ms.is_finite() && *ms >= 0.0) {
+                        let server_time = Duration::from_secs_f64(ms / 1000.0);
+                        phase.clamped += u64::from(proto::latency::record(&mut server, micros(server_time)));
+                        let rest = took.saturating_sub(lag).saturating_sub(server_time);
+                        phase.clamped += u64::from(proto::latency::record(&mut outside, micros(rest)));
+                    }
                     detections += invoked.detections.unwrap_or(0) as u64;
                     model_sha256 = model_sha256.or(invoked.model_sha256);
                 }
@@ -174,6 +216,9 @@ impl Inference<'_> {
                 }
                 Err(e) => phase.fail(e.kind.as_str()),
             }
+        }
+        if !server.is_empty() {
+            (phase.server, phase.outside) = (Some(server), Some(outside));
         }
         Ok(InferenceRun { phase, setup: self.setup(), detections, model_sha256 })
     }

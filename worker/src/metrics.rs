@@ -13,6 +13,8 @@ fn timing(run: &PhaseRun) -> PhaseTiming {
         clamped: run.clamped,
         start_lag_histogram: run.start_lag.as_ref().map(proto::latency::encode).unwrap_or_default(),
         cpu_ns: run.cpu.as_nanos().min(u128::from(u64::MAX)) as u64,
+        server_histogram: run.server.as_ref().map(proto::latency::encode).unwrap_or_default(),
+        outside_histogram: run.outside.as_ref().map(proto::latency::encode).unwrap_or_default(),
     }
 }
 
@@ -92,6 +94,8 @@ mod tests {
             clamped: 0,
             start_lag: None,
             cpu: Duration::ZERO,
+            server: None,
+            outside: None,
             errors: errors.iter().map(|(k, n)| (k.to_string(), *n)).collect::<BTreeMap<_, _>>(),
             retries: BTreeMap::from([("throttled".to_string(), 1)]),
         }

@@ -32,6 +32,10 @@ pub struct PhaseRun {
     pub start_lag: Option<Histogram<u64>>,
     /// CPU time the worker's process used during the phase (all its threads).
     pub cpu: Duration,
+    /// Inference, when the endpoint reports its own time: per request, that time (queue and model)
+    /// and the rest of the latency from the request's actual start (network and client), in µs.
+    pub server: Option<Histogram<u64>>,
+    pub outside: Option<Histogram<u64>>,
     /// Failed requests by kind ("not_found", "checksum_mismatch", ...).
     pub errors: BTreeMap<String, u64>,
     /// Retries by the kind of failure that caused them ("throttled", "timeout", ...).
@@ -48,6 +52,8 @@ impl PhaseRun {
             clamped: 0,
             start_lag: None,
             cpu: Duration::ZERO,
+            server: None,
+            outside: None,
             errors: BTreeMap::new(),
             retries: BTreeMap::new(),
         }

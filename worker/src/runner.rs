@@ -279,6 +279,12 @@ impl Worker {
             self.count_job("malformed");
             return delivery.dead_letter().await;
         }
+        if let Some(Err(e)) = job.load.as_ref().map(crate::inference::Load::from_job) {
+            tracing::error!(job = %key, error = e, "job with an unusable load dead-lettered");
+            stats.malformed += 1;
+            self.count_job("malformed");
+            return delivery.dead_letter().await;
+        }
         let redelivered = delivery.previous_deliveries > 0;
         if job.deadline_unix_ms > 0 && control::now_ms() > job.deadline_unix_ms {
             tracing::warn!(job = %key, "job past its deadline: failed and dead-lettered");
@@ -340,6 +346,18 @@ impl Worker {
                 let message = Outgoing { id: key.to_string(), kind: proto::BATCH_METRICS_TYPE, payload: metrics.encode_to_vec() };
                 broker.publish(&self.ns.metrics_queue(), &[message]).await?;
                 crate::crash::point("published");
+                // A stage of a load sweep: the coordinator decides the next stage from this result,
+                // so it is in the run state before the batch is done there.
+                if job.load.is_some() {
+                    let batch = BatchRef { platform: key.platform.clone(), round: key.round, index: key.batch_index };
+                    let payload = metrics.encode_to_vec();
+                    if let Err(e) = self.retry_state("stage result", stop, || self.store.put_result(&key.run_id, &batch, &payload)).await {
+                        tracing::warn!(job = %key, error = %e, "cannot record the stage's result; returning the job");
+                        stats.returned += 1;
+                        self.count_job("returned");
+                        return delivery.requeue().await;
+                    }
+                }
                 if let Err(e) = self.change(&key, rules::FINISH_FROM, BatchState::Done, stop).await {
                     // The metrics are safe; the job returns and its next claim sees it again.
                     tracing::warn!(job = %key, error = %e, "cannot record the job done; returning it");
@@ -453,7 +471,13 @@ impl Worker {
             keep_uploads: self.keep_uploads,
             retry: self.retry,
         };
-        let inference = self.inference.as_ref().map(|(invoker, load)| crate::inference::Inference { invoker: invoker.as_ref(), load: *load, retry: self.retry });
+        // A job of a load sweep's stage brings its load (checked when the job was decoded); any
+        // other job runs at the worker's own.
+        let staged = job.load.as_ref().and_then(|l| crate::inference::Load::from_job(l).ok());
+        let inference = self.inference.as_ref().map(|(invoker, load)| {
+            let (load, span) = staged.unwrap_or((*load, Default::default()));
+            crate::inference::Inference { invoker: invoker.as_ref(), load, span, retry: self.retry }
+        });
         match transfer.run(&job.objects, inference.as_ref()).await {
             Err(failure) => Ran::PlatformFailed(failure),
             Ok(run) => {

@@ -104,7 +104,7 @@ fn quick(attempts: u32, timeout: Duration) -> RetryPolicy {
 }
 
 fn http(url: &str) -> HttpInvoker {
-    HttpInvoker::new(&HttpConfig { url: url.to_owned(), auth: None }).unwrap()
+    HttpInvoker::new(&HttpConfig { url: url.to_owned(), auth: None, server_time: None }).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -112,7 +112,7 @@ async fn closed_and_open_loop_send_every_image_and_say_how() {
     let base = endpoint_server().await;
     let (objects, images) = batch(12);
     let invoker = http(&format!("{base}/score"));
-    let closed = Inference { invoker: &invoker, load: Load::Closed { concurrency: 3 }, retry: quick(3, Duration::from_secs(30)) };
+    let closed = Inference { invoker: &invoker, load: Load::Closed { concurrency: 3 }, span: Default::default(), retry: quick(3, Duration::from_secs(30)) };
     let run = closed.run(&objects, &images).await.unwrap();
     assert_eq!((run.phase.requests, run.phase.failed, run.phase.latency.len()), (12, 0, 12));
     assert_eq!(run.setup.mode, LoadMode::ClosedLoop as i32);
@@ -130,7 +130,7 @@ async fn closed_and_open_loop_send_every_image_and_say_how() {
     })
     .await
     .unwrap();
-    let open = Inference { invoker: &sagemaker, load: Load::Open { rate: 40.0 }, retry: quick(3, Duration::from_secs(30)) };
+    let open = Inference { invoker: &sagemaker, load: Load::Open { rate: 40.0 }, span: Default::default(), retry: quick(3, Duration::from_secs(30)) };
     let run = open.run(&objects, &images).await.unwrap();
     assert_eq!((run.phase.requests, run.phase.failed), (12, 0));
     assert!(run.phase.duration >= Duration::from_millis(275), "{:?}", run.phase.duration);
@@ -149,7 +149,7 @@ async fn a_slow_endpoint_times_out_each_attempt_and_the_batch_goes_on() {
     let (url, received) = misbehaving(Misbehaviour::Slow(Duration::from_secs(5))).await;
     let (objects, images) = batch(3);
     let invoker = http(&url);
-    let phase = Inference { invoker: &invoker, load: Load::Closed { concurrency: 3 }, retry: quick(2, Duration::from_millis(200)) };
+    let phase = Inference { invoker: &invoker, load: Load::Closed { concurrency: 3 }, span: Default::default(), retry: quick(2, Duration::from_millis(200)) };
     let started = std::time::Instant::now();
     let run = phase.run(&objects, &images).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(3), "no request waits for the slow answer");
@@ -164,7 +164,7 @@ async fn a_503_is_throttling_retried_with_backoff_then_counted() {
     let (url, received) = misbehaving(Misbehaviour::Status(503)).await;
     let (objects, images) = batch(4);
     let invoker = http(&url);
-    let phase = Inference { invoker: &invoker, load: Load::Closed { concurrency: 2 }, retry: quick(3, Duration::from_secs(5)) };
+    let phase = Inference { invoker: &invoker, load: Load::Closed { concurrency: 2 }, span: Default::default(), retry: quick(3, Duration::from_secs(5)) };
     let run = phase.run(&objects, &images).await.unwrap();
     assert_eq!((run.phase.requests, run.phase.failed), (4, 4));
     assert_eq!(run.phase.errors.get("throttled"), Some(&4));
@@ -177,7 +177,7 @@ async fn garbage_answers_are_bad_responses_and_not_retried() {
     let (url, received) = misbehaving(Misbehaviour::Garbage).await;
     let (objects, images) = batch(3);
     let invoker = http(&url);
-    let phase = Inference { invoker: &invoker, load: Load::Closed { concurrency: 1 }, retry: quick(3, Duration::from_secs(5)) };
+    let phase = Inference { invoker: &invoker, load: Load::Closed { concurrency: 1 }, span: Default::default(), retry: quick(3, Duration::from_secs(5)) };
     let run = phase.run(&objects, &images).await.unwrap();
     assert_eq!(run.phase.errors.get("bad_response"), Some(&3));
     assert!(run.phase.retries.is_empty());
@@ -190,13 +190,13 @@ async fn an_endpoint_that_is_down_or_unknown_fails_the_batch_for_a_retry() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let (objects, images) = batch(2);
     let down = http(&format!("http://127.0.0.1:{port}/score"));
-    let phase = Inference { invoker: &down, load: Load::default(), retry: quick(2, Duration::from_secs(5)) };
+    let phase = Inference { invoker: &down, load: Load::default(), span: Default::default(), retry: quick(2, Duration::from_secs(5)) };
     let failure = phase.run(&objects, &images).await.unwrap_err();
     assert_eq!((failure.phase, failure.source.kind), ("inference", ErrorKind::Unavailable));
     assert!(failure.to_string().contains(&format!("127.0.0.1:{port}")), "{failure}");
 
     let (url, _) = misbehaving(Misbehaviour::Status(404)).await;
     let unknown = http(&url);
-    let phase = Inference { invoker: &unknown, load: Load::default(), retry: quick(2, Duration::from_secs(5)) };
+    let phase = Inference { invoker: &unknown, load: Load::default(), span: Default::default(), retry: quick(2, Duration::from_secs(5)) };
     assert_eq!(phase.run(&objects, &images).await.unwrap_err().source.kind, ErrorKind::NoEndpoint);
 }

@@ -30,11 +30,26 @@ pub struct Options {
     /// warm-up batches (cold caches, connection set-up, model loading) measure the start, not the
     /// platform.
     pub exclude_warmup: Option<usize>,
+    /// The latency target and error budget the Capacity section judges stages on; without it, the
+    /// one in the spec's `[load_sweep]`, if any.
+    pub target: Option<control::sweep::Target>,
+    /// Requests per second the Capacity section sizes instance counts for.
+    pub target_load: Option<f64>,
+}
+
+/// The target of the spec's `[load_sweep]`, if it has one (a spec that does not parse has none).
+pub fn spec_target(spec: &str) -> Option<control::sweep::Target> {
+    #[derive(serde::Deserialize)]
+    struct Spec {
+        load_sweep: Option<control::sweep::RawSweep>,
+    }
+    let raw = toml::from_str::<Spec>(spec).ok()?.load_sweep?;
+    control::sweep::LoadSweep::new(raw).ok()?.target
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { alpha: 0.05, resamples: 1000, seed: 1, level: 0.95, min_segment: 5, spec: None, exclude_warmup: None }
+        Self { alpha: 0.05, resamples: 1000, seed: 1, level: 0.95, min_segment: 5, spec: None, exclude_warmup: None, target: None, target_load: None }
     }
 }
 
@@ -104,6 +119,8 @@ pub fn build_with_progress(
     let scaling_rows = scaling(&ordered);
     let batches: Vec<validity::Batch<'_>> = ordered.iter().copied().zip(&rows).collect();
     let validity = validity::evaluate(&batches, &all_platforms, &sections, &scaling_rows);
+    let target = options.target.or_else(|| options.spec.as_deref().and_then(spec_target));
+    let capacity = (target.is_some() || super::capacity::swept(&ordered)).then(|| super::capacity::capacity(&ordered, catalog, target, options.target_load));
     let mut report = Report {
         run_id: run_id.to_owned(),
         alpha: options.alpha,
@@ -111,9 +128,11 @@ pub fn build_with_progress(
         excluded_warmup: options.exclude_warmup,
         validity,
         latency: latency(&platforms, &ordered),
+        server_split: server_split(&platforms, &ordered),
         rounds: rounds(&rows, &platforms, options.min_segment),
         scaling: scaling_rows,
         scaling_stops: Vec::new(),
+        capacity,
         reproducibility: reproducibility(run_id, &ordered, options),
         platforms,
         metrics: sections,
@@ -304,6 +323,37 @@ fn latency(platforms: &[String], metrics: &[&BatchMetrics]) -> Vec<LatencyRow> {
             let ms = |q: f64| merged.value_at_quantile(q) as f64 / 1000.0;
             out.push(LatencyRow { platform: platform.clone(), phase, requests: merged.len(), p50_ms: ms(0.5), p90_ms: ms(0.9), p99_ms: ms(0.99), p999_ms: ms(0.999) });
         }
+    }
+    out
+}
+
+fn server_split(platforms: &[String], metrics: &[&BatchMetrics]) -> Vec<ServerSplitRow> {
+    let mut out = Vec::new();
+    for platform in platforms {
+        let phases: Vec<&PhaseTiming> = metrics.iter().filter(|m| &m.platform == platform).filter_map(|m| m.inference.as_ref()).collect();
+        if phases.is_empty() {
+            continue;
+        }
+        let merge = |get: fn(&PhaseTiming) -> &[u8]| {
+            let mut h = proto::latency::new_histogram();
+            for p in &phases {
+                if let Ok(one) = proto::latency::decode(get(p)) {
+                    let _ = h.add(one);
+                }
+            }
+            (!h.is_empty()).then_some(h)
+        };
+        let (server, outside) = (merge(|p| &p.server_histogram), merge(|p| &p.outside_histogram));
+        let q = |h: &Option<hdrhistogram::Histogram<u64>>, q: f64| h.as_ref().map(|h| h.value_at_quantile(q) as f64 / 1000.0);
+        out.push(ServerSplitRow {
+            platform: platform.clone(),
+            reported: server.as_ref().map_or(0, |h| h.len()),
+            requests: phases.iter().map(|p| p.requests).sum(),
+            server_p50_ms: q(&server, 0.5),
+            server_p99_ms: q(&server, 0.99),
+            outside_p50_ms: q(&outside, 0.5),
+            outside_p99_ms: q(&outside, 0.99),
+        });
     }
     out
 }

@@ -99,6 +99,55 @@ pub fn boxes(title: &str, unit: &str, series: &[Series<'_>]) -> String {
     svg
 }
 
+/// One line of a chart against a measured x (offered load): its name, points and colour index.
+#[derive(Debug, Clone)]
+pub struct XySeries<'a> {
+    pub name: &'a str,
+    pub points: Vec<(f64, f64)>,
+    pub colour: usize,
+}
+
+/// The knee chart: a latency against offered load, one line (with a mark per stage) per series,
+/// and the target as a dashed horizontal line. Returns SVG text.
+pub fn knee(title: &str, x_desc: &str, unit: &str, series: &[XySeries<'_>], target: Option<f64>) -> String {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        let _ = root.fill(&WHITE);
+        let points = || series.iter().flat_map(|s| s.points.iter().copied()).filter(|(x, y)| x.is_finite() && y.is_finite());
+        let x_hi = points().map(|(x, _)| x).fold(0.0, f64::max).max(1e-9) * 1.05;
+        let y_hi = points().map(|(_, y)| y).chain(target).fold(0.0, f64::max).max(1e-9) * 1.1;
+        let Ok(mut chart) = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(32)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..x_hi, 0f64..y_hi)
+        else {
+            return svg_error(title);
+        };
+        let _ = chart.configure_mesh().x_desc(x_desc).y_desc(unit).light_line_style(WHITE.mix(0.0)).draw();
+        if let Some(t) = target {
+            let dashes = (0..40).map(|i| PathElement::new(vec![(x_hi * i as f64 / 40.0, t), (x_hi * (i as f64 + 0.5) / 40.0, t)], BLACK.mix(0.6).stroke_width(1)));
+            if let Ok(drawn) = chart.draw_series(dashes) {
+                drawn.label(format!("target {t} {unit}")).legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.6).stroke_width(1)));
+            }
+        }
+        for s in series {
+            let c = colour(s.colour);
+            let mut pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if let Ok(drawn) = chart.draw_series(LineSeries::new(pts.clone(), c.stroke_width(2))) {
+                drawn.label(s.name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+            }
+            let _ = chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())));
+        }
+        let _ = chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.8)).border_style(BLACK.mix(0.3)).draw();
+        let _ = root.present();
+    }
+    svg
+}
+
 fn svg_error(title: &str) -> String {
     format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"720\" height=\"40\"><text x=\"10\" y=\"25\">{title}: no chart (no data)</text></svg>")
 }

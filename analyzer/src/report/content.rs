@@ -140,6 +140,89 @@ fn with_unit(v: f64, unit: &str) -> String {
     }
 }
 
+fn capacity_blocks(c: &super::capacity::Capacity, platforms: &[String], figures: bool) -> Vec<Block> {
+    let opt = |v: Option<f64>| v.map_or("–".into(), num);
+    let mut b = vec![Block::Heading(2, "Capacity under the latency target".into())];
+    b.push(Block::Paragraph(match (c.target_p99_ms, c.max_error_share) {
+        (Some(p99), Some(errors)) => format!(
+            "Target: p99 ≤ {} ms (in an open loop from each request's intended start, so queueing counts) and at most {}% failed requests. Each stage is one platform at one offered load; the highest sustainable load is the highest that met the target below the lowest that missed it. Goodput counts the requests answered within the target latency per second.",
+            short(p99),
+            short(errors * 100.0)
+        ),
+        _ => "No latency target (give one in the spec's [load_sweep] or with --slo-p99-ms): the stages are shown, not judged.".into(),
+    }));
+    if figures {
+        let colour = |p: &str| platforms.iter().position(|q| q == p).unwrap_or(0);
+        let mut names: Vec<(&str, &str)> = c.stages.iter().map(|s| (s.platform.as_str(), s.mode)).collect();
+        names.dedup();
+        let series = |q: fn(&super::capacity::CapacityStage) -> f64, label: &'static str| -> Vec<charts::XySeries<'_>> {
+            names
+                .iter()
+                .map(|(p, mode)| charts::XySeries {
+                    name: if names.len() > platforms.len() { label } else { p },
+                    points: c.stages.iter().filter(|s| s.platform == *p && s.mode == *mode).map(|s| (s.offered, q(s))).collect(),
+                    colour: colour(p),
+                })
+                .collect()
+        };
+        let x = if c.stages.iter().all(|s| s.mode == "closed") { "requests in flight" } else { "offered requests/s" };
+        b.push(Block::Figures(vec![
+            charts::knee("p99 latency against offered load", x, "ms", &series(|s| s.p99_ms, "p99"), c.target_p99_ms),
+            charts::knee("p50 latency against offered load", x, "ms", &series(|s| s.p50_ms, "p50"), None),
+            charts::knee("achieved against offered load", x, "requests/s", &series(|s| s.achieved_rps, "achieved"), None),
+        ]));
+    }
+    b.push(table(
+        &["platform", "load", "offered", "achieved req/s", "requests", "failed", "p50 ms", "p99 ms", "server p99 ms", "rest p99 ms", "goodput req/s", "target"],
+        c.stages
+            .iter()
+            .map(|s| {
+                let met = s.met.map_or("–".into(), |m| if m { "met" } else { "missed" }.to_owned());
+                let load = if s.mode == "open" { "req/s" } else { "in flight" };
+                vec![
+                    s.platform.clone(),
+                    load.into(),
+                    short(s.offered),
+                    num(s.achieved_rps),
+                    s.requests.to_string(),
+                    s.failed.to_string(),
+                    num(s.p50_ms),
+                    num(s.p99_ms),
+                    opt(s.server_p99_ms),
+                    opt(s.outside_p99_ms),
+                    opt(s.goodput_rps),
+                    met,
+                ]
+            })
+            .collect(),
+    ));
+    let per_target = c.target_load.map_or("instances for a target load (--target-load)".to_owned(), |l| format!("instances for {} req/s", short(l)));
+    b.push(table(
+        &["platform", "highest load meeting the target", "lowest load missing it", "sustainable req/s", "goodput req/s", "USD per hour", "USD per 1,000 images at that rate", "req/s per USD/h", per_target.as_str()],
+        c.platforms
+            .iter()
+            .map(|p| {
+                vec![
+                    p.platform.clone(),
+                    p.met_load.map_or("none met it".into(), short),
+                    p.missed_load.map_or("none missed it".into(), short),
+                    opt(p.sustainable_rps),
+                    opt(p.goodput_rps),
+                    p.usd_per_hour.map_or("not in the catalog".into(), |r| range(r, usd)),
+                    p.usd_per_1000_images.map_or("–".into(), |r| range(r, usd)),
+                    opt(p.rps_per_usd_hour),
+                    p.instances_for_target_load.map_or("–".into(), |n| n.to_string()),
+                ]
+            })
+            .collect(),
+    ));
+    b.push(Block::Paragraph(match &c.most_per_dollar {
+        Some(p) => format!("Most capacity per dollar: {p} ({}).", c.basis),
+        None => format!("Most capacity per dollar: not decided ({}).", c.basis),
+    }));
+    b
+}
+
 fn validity_blocks(r: &Report) -> Vec<Block> {
     let mut b = vec![Block::Heading(2, "Validity".into()), Block::Paragraph(headline(&r.validity))];
     let mut about = "A platform is VALID when none of its checks fails; a warning leaves it VALID and says what to look at.".to_owned();
@@ -203,6 +286,26 @@ pub fn blocks(r: &Report, figures: bool) -> Vec<Block> {
         &["platform", "phase", "requests", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms"],
         r.latency.iter().map(|l| vec![l.platform.clone(), l.phase.into(), l.requests.to_string(), num(l.p50_ms), num(l.p90_ms), num(l.p99_ms), num(l.p999_ms)]).collect(),
     ));
+    if !r.server_split.is_empty() {
+        b.push(Block::Heading(3, "Inference latency: the server's time and the rest".into()));
+        b.push(Block::Paragraph(
+            "Server = the time the endpoint reports for each request (queue and model); rest = the request's latency from its actual start minus that (network, TLS, the client). Quantiles of each part are over requests, so p99s do not add up.".into(),
+        ));
+        let opt = |v: Option<f64>| v.map_or("–".into(), num);
+        b.push(table(
+            &["platform", "requests reporting server time", "server p50 ms", "server p99 ms", "rest p50 ms", "rest p99 ms"],
+            r.server_split
+                .iter()
+                .map(|s| {
+                    let reported = if s.reported == 0 { format!("0 of {}: the endpoint does not report its time (no split)", s.requests) } else { format!("{} of {}", s.reported, s.requests) };
+                    vec![s.platform.clone(), reported, opt(s.server_p50_ms), opt(s.server_p99_ms), opt(s.outside_p50_ms), opt(s.outside_p99_ms)]
+                })
+                .collect(),
+        ));
+    }
+    if let Some(c) = &r.capacity {
+        b.extend(capacity_blocks(c, &r.platforms, figures));
+    }
     b.push(Block::Heading(2, "Observed availability against the SLA".into()));
     b.push(table(
         &["platform", "requests", "failed", "availability %", "SLA %", "meets SLA"],

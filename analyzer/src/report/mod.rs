@@ -3,13 +3,15 @@
 //!
 //! - [`config`]: the editable price catalog and requirement weights (TOML, defaults embedded).
 //! - [`build`]: metrics → [`model::Report`], every number (pure); [`validity`] checks whether the
-//!   numbers can be trusted, per platform (VALID / INVALID).
+//!   numbers can be trusted, per platform (VALID / INVALID); [`capacity`] finds the highest load
+//!   each platform sustains under a latency target and what it costs.
 //! - [`content`] lays the report out as [`document`] blocks, rendered to Markdown or HTML;
 //!   [`charts`] draws the figures as SVG.
 //!
 //! [`render`] returns the three files' bytes; the caller writes them.
 
 pub mod build;
+pub mod capacity;
 pub mod charts;
 pub mod config;
 pub mod content;

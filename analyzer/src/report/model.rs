@@ -64,6 +64,20 @@ pub struct LatencyRow {
     pub p999_ms: f64,
 }
 
+/// One platform's inference latency split into the server's own time (queue and model, as the
+/// endpoint reports it) and the rest (network and client), merged over the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerSplitRow {
+    pub platform: String,
+    /// Requests whose answer carried the server's time, of all inference requests.
+    pub reported: u64,
+    pub requests: u64,
+    pub server_p50_ms: Option<f64>,
+    pub server_p99_ms: Option<f64>,
+    pub outside_p50_ms: Option<f64>,
+    pub outside_p99_ms: Option<f64>,
+}
+
 /// Observed availability against the promised SLA.
 #[derive(Debug, Clone, Serialize)]
 pub struct AvailabilityRow {
@@ -168,6 +182,8 @@ pub struct Report {
     pub platforms: Vec<String>,
     pub metrics: Vec<MetricSection>,
     pub latency: Vec<LatencyRow>,
+    /// Per platform with inference: server time against network and client.
+    pub server_split: Vec<ServerSplitRow>,
     pub availability: Vec<AvailabilityRow>,
     pub costs: Vec<CostRow>,
     /// Platforms with no entry in the price catalog.
@@ -179,6 +195,9 @@ pub struct Report {
     pub scaling: Vec<ScalingRow>,
     /// Per platform, the worker count after which efficiency fell below [`SCALING_FLOOR`].
     pub scaling_stops: Vec<(String, usize)>,
+    /// Present for a load sweep (some platform ran at several loads) or when a target was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<super::capacity::Capacity>,
     pub reproducibility: Reproducibility,
 }
 

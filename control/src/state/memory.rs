@@ -12,6 +12,7 @@ struct Run {
     meta: RunMeta,
     progress: RunProgress,
     batches: BTreeMap<BatchRef, BatchStatus>,
+    results: BTreeMap<BatchRef, Vec<u8>>,
 }
 
 /// Run state held in a mutex-protected map.
@@ -57,7 +58,7 @@ impl RunStore for MemoryStore {
         for b in batches.keys() {
             count(&mut progress, &b.platform, BatchState::Pending, 1);
         }
-        runs.insert(meta.run_id.clone(), Run { meta: meta.clone(), progress, batches });
+        runs.insert(meta.run_id.clone(), Run { meta: meta.clone(), progress, batches, results: BTreeMap::new() });
         Ok(true)
     }
 
@@ -134,5 +135,18 @@ impl RunStore for MemoryStore {
 
     async fn clock_us(&self) -> Result<i64, StateError> {
         Ok(crate::now_us())
+    }
+
+    async fn put_result(&self, run_id: &str, batch: &BatchRef, payload: &[u8]) -> Result<(), StateError> {
+        let mut runs = self.runs.lock().expect("state lock");
+        let run = runs.get_mut(run_id).ok_or_else(|| StateError::UnknownRun(run_id.to_owned()))?;
+        run.results.insert(batch.clone(), payload.to_vec());
+        Ok(())
+    }
+
+    async fn results(&self, run_id: &str) -> Result<Vec<(BatchRef, Vec<u8>)>, StateError> {
+        let runs = self.runs.lock().expect("state lock");
+        let run = runs.get(run_id).ok_or_else(|| StateError::UnknownRun(run_id.to_owned()))?;
+        Ok(run.results.iter().map(|(b, p)| (b.clone(), p.clone())).collect())
     }
 }

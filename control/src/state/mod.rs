@@ -214,4 +214,11 @@ pub trait RunStore: Send + Sync {
 
     /// Returns the store's own clock, Unix microseconds: the clock every worker's is compared with.
     async fn clock_us(&self) -> Result<i64, StateError>;
+
+    /// Keeps the result of a batch (its encoded `BatchMetrics`) for whoever decides on it: a load
+    /// sweep's next stage follows from the last one's. Writing it again replaces it.
+    async fn put_result(&self, run_id: &str, batch: &BatchRef, payload: &[u8]) -> Result<(), StateError>;
+
+    /// Returns the results kept for the run, in batch order.
+    async fn results(&self, run_id: &str) -> Result<Vec<(BatchRef, Vec<u8>)>, StateError>;
 }

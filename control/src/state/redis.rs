@@ -3,6 +3,7 @@
 //!
 //! Keys, under the namespace: `run:{id}` (hash: plan and times), `run:{id}:batches` (hash: batch field
 //! to `state|attempt|owner`), `run:{id}:counts` (hash: `platform|state` and `*|state` to counts),
+//! `run:{id}:results` (hash: batch field to its encoded `BatchMetrics`, for load sweeps),
 //! `runs` (sorted set of run ids by creation), `hb:{worker}` (heartbeat with a TTL), `workers`
 //! (sorted set of worker ids by heartbeat expiry).
 
@@ -293,5 +294,19 @@ impl RunStore for RedisStore {
         // TIME answers the server's clock as [seconds, microseconds], both as strings.
         let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut con).await.map_err(unavailable)?;
         Ok(secs * 1_000_000 + micros)
+    }
+
+    async fn put_result(&self, run_id: &str, batch: &BatchRef, payload: &[u8]) -> Result<(), StateError> {
+        let mut con = self.connection.clone();
+        let () = con.hset(format!("{}:results", self.run_key(run_id)), batch.field(), payload).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn results(&self, run_id: &str) -> Result<Vec<(BatchRef, Vec<u8>)>, StateError> {
+        let mut con = self.connection.clone();
+        let all: Vec<(String, Vec<u8>)> = con.hgetall(format!("{}:results", self.run_key(run_id))).await.map_err(unavailable)?;
+        let mut found = all.into_iter().map(|(field, payload)| Ok((BatchRef::parse_field(&field)?, payload))).collect::<Result<Vec<_>, StateError>>()?;
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(found)
     }
 }

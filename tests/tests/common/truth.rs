@@ -78,6 +78,11 @@ pub struct Served {
     pub sha256: String,
     /// How long the server's one stall held this request.
     pub stalled_ms: f64,
+    /// How long it waited for a slot (`--capacity`), and its service time.
+    #[serde(default)]
+    pub queued_ms: f64,
+    #[serde(default)]
+    pub service_ms: f64,
 }
 
 impl Served {
