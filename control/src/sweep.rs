@@ -33,10 +33,22 @@ pub struct RawSweep {
     rates: Option<Vec<f64>>,
     concurrencies: Option<Vec<u32>>,
     search: Option<RawSearch>,
+    steps: Option<Vec<RawStep>>,
     min_requests: Option<u64>,
     min_seconds: Option<f64>,
     slo_p99_ms: Option<f64>,
     max_error_share: Option<f64>,
+    window_seconds: Option<f64>,
+    idle_seconds: Option<f64>,
+}
+
+/// One step stage as written: `{ from = 5, to = 50, at_seconds = 10 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    from: f64,
+    to: f64,
+    at_seconds: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,7 +70,15 @@ pub struct LoadSweep {
     pub min_seconds: f64,
     /// The latency target and error budget a stage is judged against (required for a search).
     pub target: Option<Target>,
+    /// Width of the latency windows stages record (step stages: 1 s unless given).
+    pub window_seconds: Option<f64>,
+    /// Seconds each platform rests between stages, so that each stage's first request meets an
+    /// endpoint idle that long (its time to the first success is the cold start).
+    pub idle_seconds: f64,
 }
+
+/// Window width of a step stage when the spec gives none, seconds.
+pub const DEFAULT_STEP_WINDOW_SECONDS: f64 = 1.0;
 
 /// The stages of a sweep.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +89,16 @@ pub enum Stages {
     Concurrencies(Vec<u32>),
     /// A search for the highest rate meeting the target.
     Search(Search),
+    /// Open-loop steps, one stage each: `from` requests/s, then `to` from `at_seconds` on.
+    Steps(Vec<StepLoad>),
+}
+
+/// A step stage's rates and when it steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepLoad {
+    pub from: f64,
+    pub to: f64,
+    pub at_seconds: f64,
 }
 
 /// What a stage must keep: its p99 latency (from each request's intended start) and its share of
@@ -93,16 +123,37 @@ pub struct Search {
 pub enum StageLoad {
     Rate(f64),
     Concurrency(u32),
+    Step(StepLoad),
 }
 
 impl StageLoad {
     /// The job's load field for this stage of `sweep`.
     pub fn to_proto(self, sweep: &LoadSweep) -> proto::v1::Load {
-        let (mode, concurrency, rate) = match self {
-            StageLoad::Rate(r) => (LoadMode::OpenLoop, 0, r),
-            StageLoad::Concurrency(c) => (LoadMode::ClosedLoop, c, 0.0),
+        let (mode, concurrency, rate, step) = match self {
+            StageLoad::Rate(r) => (LoadMode::OpenLoop, 0, r, None),
+            StageLoad::Concurrency(c) => (LoadMode::ClosedLoop, c, 0.0, None),
+            StageLoad::Step(s) => (LoadMode::OpenLoop, 0, s.from, Some(s)),
         };
-        proto::v1::Load { mode: mode as i32, concurrency, rate_per_second: rate, min_requests: sweep.min_requests, min_seconds: sweep.min_seconds }
+        let window = sweep.window_seconds.or(step.map(|_| DEFAULT_STEP_WINDOW_SECONDS)).unwrap_or(0.0);
+        proto::v1::Load {
+            mode: mode as i32,
+            concurrency,
+            rate_per_second: rate,
+            min_requests: sweep.min_requests,
+            min_seconds: sweep.min_seconds,
+            step_rate_per_second: step.map_or(0.0, |s| s.to),
+            step_at_seconds: step.map_or(0.0, |s| s.at_seconds),
+            window_seconds: window,
+        }
+    }
+
+    /// The load a stage is compared at: its rate (after the step, for a step), or its concurrency.
+    pub fn offered(self) -> f64 {
+        match self {
+            StageLoad::Rate(r) => r,
+            StageLoad::Concurrency(c) => f64::from(c),
+            StageLoad::Step(s) => s.to,
+        }
     }
 }
 
@@ -111,6 +162,7 @@ impl std::fmt::Display for StageLoad {
         match self {
             StageLoad::Rate(r) => write!(f, "{r:.4} requests/s"),
             StageLoad::Concurrency(c) => write!(f, "{c} in flight"),
+            StageLoad::Step(s) => write!(f, "{:.4} requests/s, then {:.4} from {} s", s.from, s.to, s.at_seconds),
         }
     }
 }
@@ -139,20 +191,35 @@ impl LoadSweep {
             None if raw.max_error_share.is_some() => return Err("load_sweep: max_error_share needs slo_p99_ms".into()),
             None => None,
         };
-        let stages = match (raw.rates, raw.concurrencies, raw.search) {
-            (Some(rates), None, None) => {
+        let window_seconds = raw.window_seconds;
+        if let Some(w) = window_seconds.filter(|w| !(w.is_finite() && (0.001..=3600.0).contains(w))) {
+            return Err(format!("load_sweep: window_seconds must be between 0.001 and 3600, got {w}"));
+        }
+        let idle_seconds = raw.idle_seconds.unwrap_or(0.0);
+        if !(idle_seconds.is_finite() && (0.0..=86_400.0).contains(&idle_seconds)) {
+            return Err(format!("load_sweep: idle_seconds must be between 0 and 86400, got {idle_seconds}"));
+        }
+        let rate_ok = |r: f64| r.is_finite() && r > 0.0 && r <= 100_000.0;
+        let stages = match (raw.rates, raw.concurrencies, raw.search, raw.steps) {
+            (None, None, None, Some(steps)) => {
+                if steps.is_empty() || steps.iter().any(|s| !(rate_ok(s.from) && rate_ok(s.to) && s.at_seconds.is_finite() && s.at_seconds > 0.0 && s.at_seconds <= 86_400.0)) {
+                    return Err("load_sweep: steps must list at least one { from, to, at_seconds }, rates in (0, 100000] requests/s and at_seconds in (0, 86400]".into());
+                }
+                Stages::Steps(steps.into_iter().map(|s| StepLoad { from: s.from, to: s.to, at_seconds: s.at_seconds }).collect())
+            }
+            (Some(rates), None, None, None) => {
                 if rates.is_empty() || rates.iter().any(|r| !(r.is_finite() && *r > 0.0 && *r <= 100_000.0)) {
                     return Err("load_sweep: rates must list at least one stage, each a rate in (0, 100000] requests/s".into());
                 }
                 Stages::Rates(rates)
             }
-            (None, Some(c), None) => {
+            (None, Some(c), None, None) => {
                 if c.is_empty() || c.iter().any(|c| !(1..=1024).contains(c)) {
                     return Err("load_sweep: concurrencies must list at least one stage, each between 1 and 1024".into());
                 }
                 Stages::Concurrencies(c)
             }
-            (None, None, Some(s)) => {
+            (None, None, Some(s), None) => {
                 if target.is_some() {
                     return Err("load_sweep: a search names its target inside search = { slo_p99_ms = .. }".into());
                 }
@@ -166,9 +233,9 @@ impl LoadSweep {
                 }
                 Stages::Search(Search { min_rate: s.min_rate, max_rate: s.max_rate, precision })
             }
-            _ => return Err("load_sweep: give exactly one of rates, concurrencies or search".into()),
+            _ => return Err("load_sweep: give exactly one of rates, concurrencies, steps or search".into()),
         };
-        Ok(Self { stages, min_requests, min_seconds, target })
+        Ok(Self { stages, min_requests, min_seconds, target, window_seconds, idle_seconds })
     }
 
     /// Stages the sweep runs at most: its list, or the longest a search can take.
@@ -176,6 +243,7 @@ impl LoadSweep {
         match &self.stages {
             Stages::Rates(r) => r.len() as u32,
             Stages::Concurrencies(c) => c.len() as u32,
+            Stages::Steps(s) => s.len() as u32,
             Stages::Search(s) => s.max_stages(),
         }
     }
@@ -186,6 +254,7 @@ impl LoadSweep {
         match &self.stages {
             Stages::Rates(r) => r.get(done).map_or(Next::Done, |r| Next::Run(StageLoad::Rate(*r))),
             Stages::Concurrencies(c) => c.get(done).map_or(Next::Done, |c| Next::Run(StageLoad::Concurrency(*c))),
+            Stages::Steps(s) => s.get(done).map_or(Next::Done, |s| Next::Run(StageLoad::Step(*s))),
             Stages::Search(search) => {
                 let target = self.target.expect("a search has a target");
                 let judged: Vec<(f64, bool)> = history.iter().map(|r| (r.offered, target.met(r))).collect();
@@ -262,6 +331,8 @@ pub struct StageResult {
     pub failed: u64,
     /// p99 of the inference latency (from each request's intended start in an open loop), ms.
     pub p99_ms: f64,
+    /// When the stage's batch finished, Unix milliseconds (0: unknown).
+    pub finished_unix_ms: i64,
 }
 
 impl StageResult {
@@ -272,12 +343,13 @@ impl StageResult {
         let offered = if setup.mode == LoadMode::ClosedLoop as i32 { f64::from(setup.concurrency) } else { setup.rate_per_second };
         let histogram = proto::latency::decode(&inference.latency_histogram).ok()?;
         let p99_ms = if histogram.is_empty() { f64::INFINITY } else { histogram.value_at_quantile(0.99) as f64 / 1000.0 };
-        Some(Self { offered, requests: inference.requests, failed: inference.failed, p99_ms })
+        let offered = if setup.step_rate_per_second > 0.0 { setup.step_rate_per_second } else { offered };
+        Some(Self { offered, requests: inference.requests, failed: inference.failed, p99_ms, finished_unix_ms: metrics.finished_unix_ns / 1_000_000 })
     }
 
     /// A stage whose batch failed outright (its platform was unusable): it met nothing.
     pub fn failed(offered: f64) -> Self {
-        Self { offered, requests: 0, failed: 0, p99_ms: f64::INFINITY }
+        Self { offered, requests: 0, failed: 0, p99_ms: f64::INFINITY, finished_unix_ms: 0 }
     }
 
     /// Share of the stage's requests that failed (1 when it made none).
@@ -351,7 +423,7 @@ mod tests {
     #[test]
     fn a_stage_meets_its_target_on_latency_and_errors_both() {
         let t = Target { p99_ms: 500.0, max_error_share: 0.01 };
-        let ok = StageResult { offered: 10.0, requests: 1000, failed: 10, p99_ms: 500.0 };
+        let ok = StageResult { offered: 10.0, requests: 1000, failed: 10, p99_ms: 500.0, finished_unix_ms: 0 };
         assert!(t.met(&ok));
         assert!(!t.met(&StageResult { failed: 11, ..ok }));
         assert!(!t.met(&StageResult { p99_ms: 500.1, ..ok }));
@@ -365,6 +437,11 @@ mod tests {
         assert_eq!((sweep.min_requests, sweep.min_seconds, sweep.max_stages()), (50, 3.0, 3));
         assert_eq!(sweep.target, Some(Target { p99_ms: 200.0, max_error_share: DEFAULT_MAX_ERROR_SHARE }));
         assert_eq!(sweep.next(&[]), Next::Run(StageLoad::Rate(5.0)));
+        let steps = parse("steps = [{ from = 5, to = 50, at_seconds = 3 }]\nmin_seconds = 8\nidle_seconds = 2").unwrap();
+        let step = StepLoad { from: 5.0, to: 50.0, at_seconds: 3.0 };
+        assert_eq!((steps.stages.clone(), steps.idle_seconds), (Stages::Steps(vec![step]), 2.0));
+        let job = StageLoad::Step(step).to_proto(&steps);
+        assert_eq!((job.rate_per_second, job.step_rate_per_second, job.step_at_seconds, job.window_seconds), (5.0, 50.0, 3.0, DEFAULT_STEP_WINDOW_SECONDS));
         let search = parse("search = { slo_p99_ms = 500, min_rate = 1, max_rate = 64 }").unwrap();
         assert_eq!(search.max_stages(), 6 + 1 + 5 + 1);
         assert_eq!(search.target.unwrap().p99_ms, 500.0);
@@ -381,6 +458,10 @@ mod tests {
             ("rates = [1]\nmax_error_share = 0.1", "needs slo_p99_ms"),
             ("rates = [1]\nmin_seconds = -1", "min_seconds"),
             ("rate = [1]", "unknown field"),
+            ("steps = [{ from = 5, to = 50, at_seconds = 0 }]", "steps must list"),
+            ("steps = [{ from = 5, to = 50 }]", "missing field"),
+            ("rates = [1]\nwindow_seconds = 0", "window_seconds"),
+            ("rates = [1]\nidle_seconds = -1", "idle_seconds"),
             ("search = { slo_p99_ms = 5, min_rate = 1, max_rate = 5, step = 2 }", "unknown field"),
         ] {
             let err = parse(text).unwrap_err();

@@ -471,6 +471,7 @@ fn print_sweep(event: coordinator::sweep::SweepEvent) {
                 result.p99_ms, result.failed, result.requests
             );
         }
+        SweepEvent::Resting { platform, stage, seconds } => println!("{platform} stage {stage}: resting {seconds:.1} s first (idle_seconds)"),
         SweepEvent::Over { platform, stages } => println!("{platform}: sweep over after {stages} stages"),
     }
 }

@@ -27,13 +27,15 @@ pub enum SweepEvent {
     Started { platform: String, stage: u32, load: StageLoad, resumed: bool },
     /// A stage finished; `met` says whether it kept the sweep's target (when it has one).
     Finished { platform: String, stage: u32, result: StageResult, met: Option<bool> },
+    /// A platform rests before its next stage (the sweep's `idle_seconds`).
+    Resting { platform: String, stage: u32, seconds: f64 },
     /// A platform's sweep is over after `stages` stages.
     Over { platform: String, stages: u32 },
 }
 
 /// Where one platform's sweep stands, read from the run state.
 struct Progress {
-    /// Results of the finished stages, in order.
+    /// Results of the finished stages, in order (their finish times from the results).
     history: Vec<StageResult>,
     /// The round after the finished ones, and its state.
     next: Option<(u32, BatchState)>,
@@ -48,10 +50,7 @@ async fn progress(store: &dyn RunStore, run_id: &str, platform: &str, sweep: &Lo
         let Next::Run(load) = sweep.next(&history) else {
             return Ok(Progress { history, next: None });
         };
-        let offered = match load {
-            StageLoad::Rate(r) => r,
-            StageLoad::Concurrency(c) => f64::from(c),
-        };
+        let offered = load.offered();
         let batch = BatchRef { platform: platform.to_owned(), round, index: 0 };
         let result = match state {
             BatchState::Done => results.get(&batch).and_then(|p| BatchMetrics::decode(p.as_slice()).ok()).and_then(|m| StageResult::of(&m)),
@@ -68,6 +67,16 @@ async fn progress(store: &dyn RunStore, run_id: &str, platform: &str, sweep: &Lo
         }
     }
     Ok(Progress { history, next: None })
+}
+
+/// Seconds a platform still rests before its next stage: `idle_seconds` from the last stage's end.
+fn rest_left(sweep: &LoadSweep, history: &[StageResult]) -> f64 {
+    match history.last() {
+        Some(last) if sweep.idle_seconds > 0.0 && last.finished_unix_ms > 0 => {
+            (last.finished_unix_ms as f64 / 1000.0 + sweep.idle_seconds - control::now_ms() as f64 / 1000.0).max(0.0)
+        }
+        _ => 0.0,
+    }
 }
 
 /// Runs the sweep of `spec` on every platform, polling the run state every `poll`; returns the
@@ -91,6 +100,7 @@ pub async fn run_sweep(
     let mut over: BTreeMap<String, Vec<StageResult>> = BTreeMap::new();
     let mut announced: BTreeMap<String, u32> = BTreeMap::new();
     let mut published: BTreeMap<String, u32> = BTreeMap::new();
+    let mut resting: BTreeMap<String, u32> = BTreeMap::new();
     loop {
         if store.is_cancelled(run_id).await? {
             return Ok(over);
@@ -109,6 +119,12 @@ pub async fn run_sweep(
             }
             *seen = p.history.len() as u32;
             match (p.next, sweep.next(&p.history)) {
+                (Some((round, state)), Next::Run(_)) if state == BatchState::Pending && rest_left(sweep, &p.history) > 0.0 => {
+                    // Rest first: the stage's first request then meets an endpoint idle that long.
+                    if resting.insert(platform.clone(), round) != Some(round) {
+                        on_event(SweepEvent::Resting { platform: platform.clone(), stage: round, seconds: rest_left(sweep, &p.history) });
+                    }
+                }
                 (Some((round, state)), Next::Run(load)) if matches!(state, BatchState::Pending | BatchState::Enqueuing | BatchState::Cancelled) => {
                     let stage_options = EnqueueOptions { round: Some(round), platform: Some(platform.clone()), load: Some(load.to_proto(sweep)), ..options.clone() };
                     enqueue::start_run(broker, store, ns, run_id, spec, manifest, &stage_options).await?;

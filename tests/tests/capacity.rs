@@ -44,58 +44,130 @@ fn check(store: &std::path::Path, run_id: &str, spec: &std::path::Path, args: &[
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// A finished load sweep of one worker per platform, each against its own reference endpoint.
+struct SweepRun {
+    dir: tempfile::TempDir,
+    run_id: String,
+    rows: Vec<serde_json::Value>,
+    report: serde_json::Value,
+    endpoints: Vec<Reference>,
+}
+
+impl SweepRun {
+    /// Runs the sweep `[load_sweep]` (the table's body) over 16 images in batches of 8 on each
+    /// (platform, reference-endpoint arguments); reports with `report_args`.
+    async fn run(tag: &str, sweep: &str, platforms: &[(&str, Vec<String>)], report_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |p: &str| dir.path().join(p);
+        let ns = namespace(tag);
+        let run_id = unique(tag);
+        dataset(&path("data"), 16, 16 * 1024);
+        let mut spec = format!("run_id = \"{run_id}\"\nmanifest = \"data/manifest.json\"\nbatch_size = 8\n");
+        for (name, _) in platforms {
+            spec.push_str(&format!("[[platform]]\nname = \"{name}\"\n"));
+        }
+        spec.push_str(&format!("[load_sweep]\n{sweep}\n"));
+        std::fs::write(path("run.toml"), &spec).unwrap();
+
+        let mut collector = start_collector(&ns, &run_id, &path("store"));
+        let mut endpoints = Vec::new();
+        let mut workers = Vec::new();
+        for (name, args) in platforms {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let reference = Reference::start(&path(&format!("{name}.log")), &args);
+            let bucket = path(&format!("bucket-{name}"));
+            std::fs::create_dir_all(&bucket).unwrap();
+            let mut worker = Command::new(bin("worker"));
+            worker
+                .args(["--namespace", ns.as_str(), "--platform", name, "--heartbeat-secs", "1", "--dataset-dir"])
+                .arg(path("data"))
+                .arg("--storage-dir")
+                .arg(&bucket)
+                .args(["--inference", &format!("{}/score", reference.url)])
+                .env("RUST_LOG", "warn")
+                .stderr(Stdio::null());
+            workers.push(Child(with_cloud_env(&mut worker).spawn().unwrap()));
+            endpoints.push(reference);
+        }
+        let mut coordinator = Command::new(bin("coordinator"));
+        coordinator.args(["--namespace", ns.as_str(), "run"]).arg(path("run.toml")).stdout(Stdio::null());
+        let mut coordinator = Child(with_cloud_env(&mut coordinator).env("AMQP_URL", amqp_url()).env("REDIS_URL", redis_url()).spawn().unwrap());
+        wait_ok(&mut coordinator.0, Duration::from_secs(240), "the sweep");
+        wait_collected(&mut collector, Duration::from_secs(60)).await;
+        drop(workers);
+
+        let rows = export_rows(&run_id, &path("store"));
+        run_ok(Command::new(bin("analyzer")).args(["report", "--run", &run_id, "--store"]).arg(path("store")).arg("--spec").arg(path("run.toml")).arg("--out").arg(path("report")).args(report_args));
+        let report = serde_json::from_str(&std::fs::read_to_string(path("report/report.json")).unwrap()).unwrap();
+        let broker = broker().await;
+        let names: Vec<String> = platforms.iter().map(|(p, _)| p.to_string()).collect();
+        broker.delete(&ns, &names).await.unwrap();
+        broker.close().await;
+        Self { dir, run_id, rows, report, endpoints }
+    }
+
+    fn path(&self, p: &str) -> std::path::PathBuf {
+        self.dir.path().join(p)
+    }
+}
+
+fn dir_of(run: &SweepRun) -> &std::path::Path {
+    run.dir.path()
+}
+
+/// The report's knee chart (p99 against offered load), opened alone in a real headless Chromium,
+/// shows both platforms' lines (blue and orange, charts.rs) and the target's grey dashes. With
+/// `KEEP_KNEE=FILE` the chart's SVG is kept (the README's figure comes from this run).
+fn knee_chart_renders(html: &str, dir: &std::path::Path) {
+    let caption = html.find("p99 latency against offered load").expect("the knee chart is in the HTML report");
+    let start = html[..caption].rfind("<svg").unwrap();
+    let end = caption + html[caption..].find("</svg>").unwrap() + "</svg>".len();
+    let svg = &html[start..end];
+    if let Some(keep) = std::env::var_os("KEEP_KNEE") {
+        std::fs::write(keep, svg).unwrap();
+    }
+    let page = dir.join("knee.html");
+    std::fs::write(&page, format!("<!doctype html><html><body style=\"margin:0\">{svg}</body></html>")).unwrap();
+    let shot = dir.join("knee.png");
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|p| std::path::Path::new(p).exists()).expect("Chromium (scripts/test.sh installs it)");
+    let mut browser = Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"])
+        .args(["--disable-component-update", "--disable-sync", "--hide-scrollbars", "--window-size=760,340"])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ok(&mut browser, Duration::from_secs(60), "chromium");
+    let image = image::open(&shot).expect("a PNG screenshot").to_rgb8();
+    let count = |rgb: [u8; 3]| image.pixels().filter(|p| p.0.iter().zip(rgb).all(|(a, b)| a.abs_diff(b) < 24)).count();
+    let (blue, orange, grey) = (count([31, 119, 180]), count([255, 127, 14]), count([102, 102, 102]));
+    assert!(blue > 300 && orange > 300 && grey > 100, "knee chart drawn: {blue} blue, {orange} orange, {grey} grey pixels");
+}
+
+/// A reference endpoint's arguments: constant service time, `k` served at once, and `more`.
+fn endpoint_args(k: u32, more: &[&str]) -> Vec<String> {
+    let mut args = vec!["--service".to_owned(), format!("const:{SERVICE_MS}"), "--capacity".to_owned(), k.to_string()];
+    args.extend(more.iter().map(|a| a.to_string()));
+    args
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_search_finds_each_platforms_known_capacity_and_gates_on_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = |p: &str| dir.path().join(p);
-    let ns = namespace("capacity");
-    let run_id = unique("capacity");
-    dataset(&path("data"), 16, 16 * 1024);
     // (platform, requests served at once): capacities 50 and 25 requests/s.
     let platforms = [("big", 2u32), ("small", 1u32)];
-    let mut spec = format!("run_id = \"{run_id}\"\nmanifest = \"data/manifest.json\"\nbatch_size = 8\n");
-    for (name, _) in platforms {
-        spec.push_str(&format!("[[platform]]\nname = \"{name}\"\n"));
-    }
-    spec.push_str(&format!(
-        "[load_sweep]\nmin_requests = 20\nmin_seconds = 4\nsearch = {{ slo_p99_ms = {TARGET_MS}, max_error_share = 0.01, min_rate = 5, max_rate = 160, precision = 0.05 }}\n"
-    ));
-    std::fs::write(path("run.toml"), &spec).unwrap();
-
-    let mut collector = start_collector(&ns, &run_id, &path("store"));
-    let mut endpoints = Vec::new();
-    let mut workers = Vec::new();
-    for (name, k) in platforms {
-        let reference = Reference::start(&path(&format!("{name}.log")), &["--service", &format!("const:{SERVICE_MS}"), "--capacity", &k.to_string()]);
-        let bucket = path(&format!("bucket-{name}"));
-        std::fs::create_dir_all(&bucket).unwrap();
-        let mut worker = Command::new(bin("worker"));
-        worker
-            .args(["--namespace", ns.as_str(), "--platform", name, "--heartbeat-secs", "1", "--dataset-dir"])
-            .arg(path("data"))
-            .arg("--storage-dir")
-            .arg(&bucket)
-            .args(["--inference", &format!("{}/score", reference.url)])
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::null());
-        workers.push(Child(with_cloud_env(&mut worker).spawn().unwrap()));
-        endpoints.push(reference);
-    }
-    let mut coordinator = Command::new(bin("coordinator"));
-    coordinator.args(["--namespace", ns.as_str(), "run"]).arg(path("run.toml")).stdout(Stdio::null());
-    let mut coordinator = Child(with_cloud_env(&mut coordinator).env("AMQP_URL", amqp_url()).env("REDIS_URL", redis_url()).spawn().unwrap());
-    wait_ok(&mut coordinator.0, Duration::from_secs(240), "the sweep");
-    wait_collected(&mut collector, Duration::from_secs(60)).await;
-    drop(workers);
-
-    let rows = export_rows(&run_id, &path("store"));
-    run_ok(Command::new(bin("analyzer")).args(["report", "--run", &run_id, "--target-load", "200", "--store"]).arg(path("store")).arg("--spec").arg(path("run.toml")).arg("--out").arg(path("report")));
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path("report/report.json")).unwrap()).unwrap();
-    let capacity = &report["capacity"];
+    let sweep = format!("min_requests = 20\nmin_seconds = 4\nsearch = {{ slo_p99_ms = {TARGET_MS}, max_error_share = 0.01, min_rate = 5, max_rate = 160, precision = 0.05 }}");
+    let setups: Vec<(&str, Vec<String>)> = platforms.iter().map(|(name, k)| (*name, endpoint_args(*k, &[]))).collect();
+    let run = SweepRun::run("capacity", &sweep, &setups, &["--target-load", "200"]).await;
+    let (rows, endpoints, run_id) = (&run.rows, &run.endpoints, &run.run_id);
+    let path = |p: &str| run.path(p);
+    let capacity = &run.report["capacity"];
     assert_eq!(capacity["target_p99_ms"].as_f64(), Some(TARGET_MS), "{capacity}");
 
     let mut sustainable = Vec::new();
-    for ((name, k), reference) in platforms.iter().zip(&endpoints) {
+    for ((name, k), reference) in platforms.iter().zip(endpoints) {
         let truth = f64::from(*k) * 1000.0 / SERVICE_MS;
         let row = capacity["platforms"].as_array().unwrap().iter().find(|p| p["platform"] == *name).unwrap_or_else(|| panic!("no capacity row for {name}"));
         let met = row["met_load"].as_f64().unwrap_or_else(|| panic!("{name}: no load met the target: {row}"));
@@ -148,17 +220,41 @@ async fn a_search_finds_each_platforms_known_capacity_and_gates_on_it() {
     assert!(sustainable[0] > sustainable[1], "big ({}) has more capacity than small ({})", sustainable[0], sustainable[1]);
     let markdown = std::fs::read_to_string(path("report/report.md")).unwrap();
     assert!(markdown.contains("## Capacity under the latency target"), "{markdown}");
+    knee_chart_renders(&std::fs::read_to_string(path("report/report.html")).unwrap(), dir_of(&run));
 
     // The gate: 40 requests/s is within big's capacity and beyond small's.
-    let (code, out) = check(&path("store"), &run_id, &path("run.toml"), &["--slo", "capacity_rps>=40", "--slo", "availability>=99"]);
+    let (code, out) = check(&path("store"), run_id, &path("run.toml"), &["--slo", "capacity_rps>=40", "--slo", "availability>=99"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("PASS big capacity_rps>=40") && out.contains("FAIL small capacity_rps>=40"), "{out}");
-    let (code, out) = check(&path("store"), &run_id, &path("run.toml"), &["--slo", "capacity_rps>=40", "--platform", "big"]);
+    let (code, out) = check(&path("store"), run_id, &path("run.toml"), &["--slo", "capacity_rps>=40", "--platform", "big"]);
     assert_eq!(code, 0, "{out}");
-    let (code, out) = check(&path("store"), &run_id, &path("run.toml"), &["--slo", "capacity_rps>>40"]);
+    let (code, out) = check(&path("store"), run_id, &path("run.toml"), &["--slo", "capacity_rps>>40"]);
     assert_ne!(code, 0, "a bad criterion is an error: {out}");
+}
 
-    let broker = broker().await;
-    broker.delete(&ns, &["big".into(), "small".into()]).await.unwrap();
-    broker.close().await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_recovers_when_capacity_comes_and_a_cold_start_shows_in_the_first_answer() {
+    // One slot (25/s) until 7 s after the first request, then 4 (100/s); the first request is cold.
+    const COLD_MS: f64 = 500.0;
+    let args = endpoint_args(1, &["--capacity-at", "7", "--capacity-then", "4", "--cold-ms", "500", "--idle-ms", "2000"]);
+    let sweep = format!("min_seconds = 8\nwindow_seconds = 1\nslo_p99_ms = {TARGET_MS}\nsteps = [{{ from = 5, to = 50, at_seconds = 3 }}]");
+    let run = SweepRun::run("step", &sweep, &[("auto", args)], &[]).await;
+    let step = &run.report["capacity"]["steps"][0];
+    // Analytically: from the step at 3 s to the new capacity at 7 s the queue grows by 50 − 25
+    // requests a second, to 100; then it drains at 100 − 50 a second, for 2 s: back under the
+    // target at 9 s, 6 s after the step. The windows are 1 s wide, so within one window of that.
+    let truth = (7.0 - 3.0) + (50.0 - 25.0) * (7.0 - 3.0) / (100.0 - 50.0);
+    let recovery = step["recovery_seconds"].as_f64().unwrap_or_else(|| panic!("no recovery: {step}"));
+    eprintln!("recovery {recovery} s after the step, analytically {truth} s");
+    assert!((recovery - truth).abs() <= 1.0, "recovery {recovery} s, analytically {truth} s: {step}");
+    // The windows count every request the server saw.
+    let served = run.endpoints[0].served();
+    let counted: u64 = step["windows"].as_array().unwrap().iter().map(|w| w["requests"].as_u64().unwrap()).sum();
+    assert_eq!(counted, served.len() as u64);
+    // The cold start: the first answer took what the server's log says the first request took.
+    let first = served.iter().find(|s| s.seq == 0).unwrap();
+    assert!(first.service_ms >= COLD_MS, "{first:?}");
+    assert_latency_late(step["first_success_ms"].as_f64().unwrap(), first.ms(), 5.0, "first success");
+    let markdown = std::fs::read_to_string(run.path("report/report.md")).unwrap();
+    assert!(markdown.contains("### Steps: recovery and cold start"), "{markdown}");
 }

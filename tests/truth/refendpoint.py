@@ -3,7 +3,8 @@
 seeded service time and logs, per request, when it arrived and when its answer left, so that the
 latencies cloudbench reports can be checked against a record it did not make.
 
-    refendpoint.py [--port N] [--log FILE] [--seed S] [--service SPEC] [--capacity K]
+    refendpoint.py [--port N] [--log FILE] [--seed S] [--service SPEC]
+                   [--capacity K [--capacity-at SECS --capacity-then K2]] [--cold-ms D [--idle-ms I]]
                    [--slow-after N --slow-factor F] [--stall-at K --stall-ms D]
                    [--fail-503 P] [--fail-4xx P] [--garbage P]
 
@@ -14,7 +15,8 @@ POST; GET /ping answers 200 {} and is neither counted nor logged.
 The log (JSON Lines, one line per POST answered, written as it departs) has seq (order of arrival
 among POSTs, from 0), arrival_ns and departure_ns (time.time_ns()), handled_ns (when the headers
 were parsed), first_on_connection, status, outcome ("ok",
-"retry_503", "rejected_4xx", "garbage"), service_ms (as drawn, slow factor included), stalled_ms, queued_ms,
+"retry_503", "rejected_4xx", "garbage"), service_ms (as drawn, slow factor and cold start included), cold,
+stalled_ms, queued_ms,
 bytes and sha256 of the request body. A request whose body is cut short by the client hanging up
 is not answered and not logged (its seq is skipped).
 
@@ -27,7 +29,10 @@ at arrival + stalled_ms + queued_ms + service_ms, so departure - arrival is that
 write the answer. --capacity K serves at most K requests at once; the others wait for a slot in
 order of arrival (queued_ms), so with a constant service time S ms the server's capacity is exactly
 K * 1000 / S requests per second. Without it every request is served at once (queued_ms = 0).
-The answer's queue_ms is stalled_ms + queued_ms. A stall (--stall-at K --stall-ms D) holds every POST arriving in [t_K, t_K + D) until
+The answer's queue_ms is stalled_ms + queued_ms. --capacity-at SECS --capacity-then K2 changes the
+slots to K2 SECS after the first POST arrived (the waiting take the new slots at once): capacity
+added after a known delay, as an autoscaler would. --cold-ms D adds D ms to the service time of a
+POST that arrives when none has for --idle-ms I (default 1000), and of the first: a cold start. A stall (--stall-at K --stall-ms D) holds every POST arriving in [t_K, t_K + D) until
 t_K + D, then serves it normally.
 
 Failures are drawn per distinct body (its SHA-256), so a client's retry of an image is recognised:
@@ -96,10 +101,18 @@ class Slots:
 
     def release(self):
         with self.lock:
-            if self.waiting:
+            if self.waiting and self.busy <= self.k:
                 self.waiting.popleft().set()  # the slot passes to the longest waiting, busy unchanged
             else:
                 self.busy -= 1
+
+    def resize(self, k):
+        """Serves at most k at once from now on; new slots go to the waiting at once."""
+        with self.lock:
+            self.k = k
+            while self.waiting and self.busy < self.k:
+                self.waiting.popleft().set()
+                self.busy += 1
 
 
 class State:
@@ -109,6 +122,8 @@ class State:
         self.args = args
         self.draw = parse_service(args.service)
         self.slots = Slots(args.capacity) if args.capacity else None
+        self.first_post = None  # monotonic ns of the first POST
+        self.last_post = None  # and of the latest, for cold starts
         self.rng = random.Random(args.seed)  # service times, drawn in seq order
         self.lock = threading.Lock()
         self.next_seq = 0
@@ -125,12 +140,22 @@ class State:
             seq = self.next_seq
             self.next_seq += 1
             service = self.draw(self.rng)
+            if self.first_post is None:
+                self.first_post = mono
+                if self.args.capacity_at is not None:
+                    timer = threading.Timer(self.args.capacity_at, self.slots.resize, [self.args.capacity_then])
+                    timer.daemon = True
+                    timer.start()
+            cold = self.args.cold_ms is not None and (self.last_post is None or mono - self.last_post >= self.args.idle_ms * 1e6)
+            self.last_post = mono
+            if cold:
+                service += self.args.cold_ms
             if self.args.slow_after is not None and seq >= self.args.slow_after:
                 service *= self.args.slow_factor
             if self.args.stall_at is not None and seq == self.args.stall_at:
                 self.stall_end = mono + int(self.args.stall_ms * 1e6)
             stalled_ns = self.stall_end - mono if self.stall_end is not None and mono < self.stall_end else 0
-        return seq, wall, mono, service, stalled_ns
+        return seq, wall, mono, service, stalled_ns, cold
 
     def outcome(self, sha):
         """What this body gets: decided by the seed and the body alone, the same on every retry."""
@@ -207,7 +232,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         state = self.state
-        seq, wall, mono, service_ms, stalled_ns = state.arrive()
+        seq, wall, mono, service_ms, stalled_ns, cold = state.arrive()
         first = self.answered == 0
         self.answered += 1
         holding = False  # a slot of --capacity, released once the answer is out
@@ -264,7 +289,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             state.write_log({
                 "seq": seq, "arrival_ns": self.accepted_ns if self.waiting_since_accept else self.received_ns, "handled_ns": wall, "departure_ns": departure,
                 "first_on_connection": first, "status": status, "outcome": outcome,
-                "service_ms": service_ms, "stalled_ms": stalled_ms, "queued_ms": queued_ms, "bytes": len(body), "sha256": sha,
+                "service_ms": service_ms, "cold": cold, "stalled_ms": stalled_ms, "queued_ms": queued_ms, "bytes": len(body), "sha256": sha,
             })
         except ConnectionError as e:
             print(f"refendpoint: request {seq}: the client went away: {e}", file=sys.stderr, flush=True)
@@ -296,6 +321,10 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--service", default="const:20")
     p.add_argument("--capacity", type=int)
+    p.add_argument("--capacity-at", type=float)
+    p.add_argument("--capacity-then", type=int)
+    p.add_argument("--cold-ms", type=float)
+    p.add_argument("--idle-ms", type=float, default=1000.0)
     p.add_argument("--slow-after", type=int)
     p.add_argument("--slow-factor", type=float, default=1.0)
     p.add_argument("--stall-at", type=int)
@@ -310,6 +339,10 @@ def main():
         p.error(str(e))
     if args.capacity is not None and args.capacity < 1:
         p.error("--capacity is at least 1 request at once")
+    if (args.capacity_at is None) != (args.capacity_then is None) or (args.capacity_at is not None and (args.capacity is None or args.capacity_then < 1 or args.capacity_at < 0)):
+        p.error("--capacity-at SECS and --capacity-then K2 (at least 1) go together, with --capacity")
+    if args.cold_ms is not None and (args.cold_ms < 0 or args.idle_ms < 0):
+        p.error("--cold-ms and --idle-ms are at least 0")
     if (args.stall_at is None) != (args.stall_ms is None):
         p.error("--stall-at and --stall-ms go together")
     shares = [args.fail_503, args.fail_4xx, args.garbage]

@@ -49,21 +49,53 @@ impl Default for Load {
 pub const DEFAULT_INFERENCE_CONCURRENCY: usize = 4;
 
 /// How long a phase lasts at least, for a stage of a load sweep: the batch's images are sent over
-/// again, in order, until both bounds are reached. The default (zero) sends each image once.
+/// again, in order, until both bounds are reached; and, for a step stage, where the rate steps. The
+/// default (zero, no step, no windows) sends each image once.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Span {
     pub min_requests: u64,
     pub min_duration: Duration,
+    /// Open loop: after `at` the rate becomes `rate`, for at least `min_duration` more.
+    pub step: Option<Step>,
+    /// Latency is also recorded per window of this width, by each request's (intended) start.
+    pub window: Option<Duration>,
+}
+
+/// A step in an open loop's rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Step {
+    pub rate: f64,
+    pub at: Duration,
 }
 
 impl Span {
-    /// Requests an open loop at `rate` sends for `images` images: enough for both bounds.
+    /// Requests an open loop at `rate` before its step (those due before `at`).
+    fn before_step(rate: f64, step: &Step) -> usize {
+        (rate * step.at.as_secs_f64()).ceil() as usize
+    }
+
+    /// Requests an open loop at `rate` sends for `images` images: enough for both bounds (after the
+    /// step, for a step stage).
     pub fn open_requests(&self, images: usize, rate: f64) -> usize {
         if images == 0 {
             return 0;
         }
-        let for_time = (rate * self.min_duration.as_secs_f64()).ceil() as usize;
+        let for_time = match &self.step {
+            None => (rate * self.min_duration.as_secs_f64()).ceil() as usize,
+            Some(step) => Self::before_step(rate, step) + (step.rate * self.min_duration.as_secs_f64()).ceil().max(1.0) as usize,
+        };
         images.max(self.min_requests as usize).max(for_time)
+    }
+
+    /// When request `j` of an open loop at `rate` is due, from the phase's start.
+    pub fn open_offset(&self, j: usize, rate: f64) -> Duration {
+        match &self.step {
+            None => intended_offset(j, rate),
+            Some(step) => {
+                let before = Self::before_step(rate, step);
+                if j < before { intended_offset(j, rate) } else { step.at + intended_offset(j - before, step.rate) }
+            }
+        }
     }
 }
 
@@ -79,7 +111,25 @@ impl Load {
         if !(load.min_seconds.is_finite() && (0.0..=86_400.0).contains(&load.min_seconds)) {
             return Err(format!("job load min_seconds {} is not between 0 and 86400", load.min_seconds));
         }
-        Ok((chosen, Span { min_requests: load.min_requests, min_duration: Duration::from_secs_f64(load.min_seconds) }))
+        let step = match load.step_rate_per_second {
+            rate if rate == 0.0 => None,
+            rate => {
+                if !matches!(chosen, Load::Open { .. }) {
+                    return Err("job load: a step needs an open loop".into());
+                }
+                Load::Open { rate }.validate()?;
+                if !(load.step_at_seconds.is_finite() && load.step_at_seconds > 0.0 && load.step_at_seconds <= 86_400.0) {
+                    return Err(format!("job load step_at_seconds {} is not in (0, 86400]", load.step_at_seconds));
+                }
+                Some(Step { rate, at: Duration::from_secs_f64(load.step_at_seconds) })
+            }
+        };
+        let window = match load.window_seconds {
+            w if w == 0.0 => None,
+            w if w.is_finite() && (0.001..=3600.0).contains(&w) => Some(Duration::from_secs_f64(w)),
+            w => return Err(format!("job load window_seconds {w} is not between 0.001 and 3600")),
+        };
+        Ok((chosen, Span { min_requests: load.min_requests, min_duration: Duration::from_secs_f64(load.min_seconds), step, window }))
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -90,6 +140,19 @@ impl Load {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// The requests of one window of a phase, as they are counted.
+struct Window {
+    requests: u64,
+    failed: u64,
+    latency: hdrhistogram::Histogram<u64>,
+}
+
+impl Window {
+    fn new() -> Self {
+        Self { requests: 0, failed: 0, latency: proto::latency::new_histogram() }
     }
 }
 
@@ -136,6 +199,8 @@ impl Inference<'_> {
             mode: mode as i32,
             concurrency,
             rate_per_second: rate,
+            step_rate_per_second: self.span.step.map_or(0.0, |s| s.rate),
+            step_at_seconds: self.span.step.map_or(0.0, |s| s.at.as_secs_f64()),
         }
     }
 
@@ -145,16 +210,17 @@ impl Inference<'_> {
         let clock = Clock::start();
         let started = clock.wall();
         let count = images.len();
-        // Each request: its answer, its latency from `from`, and how late it actually started.
+        // Each request: its answer, its latency from `from`, how late it actually started, and when
+        // it was to start (`from`) from the phase's start.
         let send = |j: usize, from: Instant| async move {
             let (i, data) = &images[j % count];
             let key = &objects[*i].key;
             let lag = from.elapsed();
             let attempted = self.retry.run(key, || self.invoker.invoke(data.clone(), content_type(key))).await;
-            (attempted, from.elapsed(), lag)
+            (attempted, from.elapsed(), lag, from.saturating_duration_since(started))
         };
         let span = self.span;
-        let results: Vec<(Attempted<Invoked>, Duration, Duration)> = match self.load {
+        let results: Vec<(Attempted<Invoked>, Duration, Duration, Duration)> = match self.load {
             Load::Closed { concurrency } => {
                 // The next request is drawn when a slot frees, so the span is checked as it runs.
                 let more = move |j: &usize| futures::future::ready(count > 0 && (*j < count.max(span.min_requests as usize) || started.elapsed() < span.min_duration));
@@ -173,7 +239,7 @@ impl Inference<'_> {
                     // the interval (and 1 ms) is spun, so the pacer uses at most a quarter of a core.
                     let spin = Duration::from_secs_f64((0.25 / rate).min(0.001));
                     for j in 0..n {
-                        let due = started + intended_offset(j, rate);
+                        let due = started + span.open_offset(j, rate);
                         std::thread::sleep(due.saturating_duration_since(Instant::now() + spin));
                         while Instant::now() < due {
                             std::hint::spin_loop();
@@ -184,22 +250,33 @@ impl Inference<'_> {
                     }
                 });
                 let due = futures::stream::poll_fn(move |cx| released.poll_recv(cx));
-                due.map(|j| send(j, started + intended_offset(j, rate))).buffer_unordered(n.max(1)).collect().await
+                due.map(|j| send(j, started + span.open_offset(j, rate))).buffer_unordered(n.max(1)).collect().await
             }
         };
         let mut phase = PhaseRun::new();
         clock.stop(&mut phase);
         if matches!(self.load, Load::Open { .. }) {
             let mut lags = proto::latency::new_histogram();
-            for (_, _, lag) in &results {
+            for (_, _, lag, _) in &results {
                 phase.clamped += u64::from(proto::latency::record(&mut lags, micros(*lag)));
             }
             phase.start_lag = Some(lags);
         }
         let (mut detections, mut model_sha256) = (0, None);
         let (mut server, mut outside) = (proto::latency::new_histogram(), proto::latency::new_histogram());
-        for (attempted, took, lag) in results {
+        let mut windows: std::collections::BTreeMap<u64, Window> = std::collections::BTreeMap::new();
+        for (attempted, took, lag, offset) in results {
             phase.request(took, &attempted.retries);
+            if let Some(width) = span.window {
+                let w = windows.entry((offset.as_nanos() / width.as_nanos().max(1)) as u64).or_insert_with(Window::new);
+                w.requests += 1;
+                w.failed += u64::from(attempted.result.is_err());
+                phase.clamped += u64::from(proto::latency::record(&mut w.latency, micros(took)));
+            }
+            if attempted.result.is_ok() {
+                let done = offset + took;
+                phase.first_success = Some(phase.first_success.map_or(done, |d| d.min(done)));
+            }
             match attempted.result {
                 Ok(invoked) => {
                     if let Some(ms) = invoked.server_ms.filter(|ms| ms.is_finite() && *ms >= 0.0) {
@@ -219,6 +296,18 @@ impl Inference<'_> {
         }
         if !server.is_empty() {
             (phase.server, phase.outside) = (Some(server), Some(outside));
+        }
+        if let Some(width) = span.window {
+            phase.windows = windows
+                .into_iter()
+                .map(|(i, w)| proto::v1::LatencyWindow {
+                    start_ns: i * width.as_nanos() as u64,
+                    width_ns: width.as_nanos() as u64,
+                    requests: w.requests,
+                    failed: w.failed,
+                    latency_histogram: proto::latency::encode(&w.latency),
+                })
+                .collect();
         }
         Ok(InferenceRun { phase, setup: self.setup(), detections, model_sha256 })
     }

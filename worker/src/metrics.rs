@@ -15,6 +15,8 @@ fn timing(run: &PhaseRun) -> PhaseTiming {
         cpu_ns: run.cpu.as_nanos().min(u128::from(u64::MAX)) as u64,
         server_histogram: run.server.as_ref().map(proto::latency::encode).unwrap_or_default(),
         outside_histogram: run.outside.as_ref().map(proto::latency::encode).unwrap_or_default(),
+        first_success_ns: run.first_success.map_or(0, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64),
+        windows: run.windows.clone(),
     }
 }
 
@@ -96,6 +98,8 @@ mod tests {
             cpu: Duration::ZERO,
             server: None,
             outside: None,
+            first_success: None,
+            windows: Vec::new(),
             errors: errors.iter().map(|(k, n)| (k.to_string(), *n)).collect::<BTreeMap<_, _>>(),
             retries: BTreeMap::from([("throttled".to_string(), 1)]),
         }

@@ -36,6 +36,10 @@ pub struct PhaseRun {
     /// and the rest of the latency from the request's actual start (network and client), in µs.
     pub server: Option<Histogram<u64>>,
     pub outside: Option<Histogram<u64>>,
+    /// Inference: from the phase's start to the first successful answer.
+    pub first_success: Option<Duration>,
+    /// Inference, when the job asked for them: latency per window of (intended) start.
+    pub windows: Vec<proto::v1::LatencyWindow>,
     /// Failed requests by kind ("not_found", "checksum_mismatch", ...).
     pub errors: BTreeMap<String, u64>,
     /// Retries by the kind of failure that caused them ("throttled", "timeout", ...).
@@ -54,6 +58,8 @@ impl PhaseRun {
             cpu: Duration::ZERO,
             server: None,
             outside: None,
+            first_success: None,
+            windows: Vec::new(),
             errors: BTreeMap::new(),
             retries: BTreeMap::new(),
         }

@@ -39,6 +39,38 @@ pub struct CapacityStage {
     pub goodput_rps: Option<f64>,
     /// Whether the stage kept the target; `None` without a target.
     pub met: Option<bool>,
+    /// From the phase's start to the first successful answer (its first batch): after an idle gap,
+    /// the cold start.
+    pub first_success_ms: Option<f64>,
+}
+
+/// A step stage: how the latency went through the step, window by window.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRow {
+    pub platform: String,
+    pub round: u32,
+    pub from_rps: f64,
+    pub to_rps: f64,
+    /// When the rate stepped, seconds from the phase's start.
+    pub at_seconds: f64,
+    pub windows: Vec<WindowRow>,
+    /// From the step to the end of the last window that missed the target: the time the platform
+    /// took to be back under it for good (0: it never left; `None`: not back by the stage's end, or
+    /// no target).
+    pub recovery_seconds: Option<f64>,
+    pub first_success_ms: Option<f64>,
+}
+
+/// One window of a step stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowRow {
+    /// Window start and width, seconds from the phase's start (by each request's intended start).
+    pub start_seconds: f64,
+    pub width_seconds: f64,
+    pub requests: u64,
+    pub failed: u64,
+    pub p99_ms: f64,
+    pub met: Option<bool>,
 }
 
 /// One platform's capacity under the target.
@@ -71,6 +103,8 @@ pub struct Capacity {
     pub target_load: Option<f64>,
     pub stages: Vec<CapacityStage>,
     pub platforms: Vec<CapacityRow>,
+    /// Step stages, each with its windows and recovery time.
+    pub steps: Vec<StepRow>,
     /// The platform with the most sustainable rate per dollar, when the stages tell them apart.
     pub most_per_dollar: Option<String>,
     /// How `most_per_dollar` was decided, in one sentence.
@@ -79,6 +113,9 @@ pub struct Capacity {
 
 fn mode_of(m: &BatchMetrics) -> Option<(&'static str, f64)> {
     let setup = m.inference_setup.as_ref()?;
+    if setup.step_rate_per_second > 0.0 {
+        return Some(("step", setup.step_rate_per_second));
+    }
     match LoadMode::try_from(setup.mode) {
         Ok(LoadMode::OpenLoop) => Some(("open", setup.rate_per_second)),
         Ok(LoadMode::ClosedLoop) => Some(("closed", f64::from(setup.concurrency))),
@@ -111,17 +148,21 @@ pub fn swept(metrics: &[&BatchMetrics]) -> bool {
             }
         }
     }
-    loads.values().any(|l| l.len() > 1)
+    loads.values().any(|l| l.len() > 1 || l.iter().any(|(mode, _)| *mode == "step"))
 }
 
 /// Builds the section; `target` judges the stages, `target_load` sizes the instance counts.
 pub fn capacity(metrics: &[&BatchMetrics], catalog: &Catalog, target: Option<Target>, target_load: Option<f64>) -> Capacity {
     let mut groups: BTreeMap<(String, &'static str, u64), Vec<&BatchMetrics>> = BTreeMap::new();
+    let mut steps = Vec::new();
     for m in metrics.iter().filter(|m| m.inference.is_some()) {
-        if let Some((mode, offered)) = mode_of(m) {
-            groups.entry((m.platform.clone(), mode, offered.to_bits())).or_default().push(m);
+        match mode_of(m) {
+            Some(("step", _)) => steps.extend(step_row(m, target)),
+            Some((mode, offered)) => groups.entry((m.platform.clone(), mode, offered.to_bits())).or_default().push(m),
+            None => {}
         }
     }
+    steps.sort_by(|a, b| (&a.platform, a.round).cmp(&(&b.platform, b.round)));
     let mut stages: Vec<CapacityStage> = groups
         .into_iter()
         .filter_map(|((platform, mode, bits), batches)| {
@@ -133,7 +174,8 @@ pub fn capacity(metrics: &[&BatchMetrics], catalog: &Catalog, target: Option<Tar
             let failed: u64 = phases.iter().map(|p| p.failed).sum();
             let seconds: f64 = phases.iter().map(|p| p.duration_ns as f64 / 1e9).sum();
             let offered = f64::from_bits(bits);
-            let result = StageResult { offered, requests, failed, p99_ms: ms(&latency, 0.99) };
+            let result = StageResult { offered, requests, failed, p99_ms: ms(&latency, 0.99), finished_unix_ms: 0 };
+            let first = batches.iter().min_by_key(|m| m.started_unix_ns).and_then(|m| m.inference.as_ref());
             let goodput_rps = target.filter(|_| seconds > 0.0).map(|t| {
                 let within = latency.count_between(0, (t.p99_ms * 1000.0) as u64);
                 within.min(requests.saturating_sub(failed)) as f64 / seconds
@@ -154,6 +196,7 @@ pub fn capacity(metrics: &[&BatchMetrics], catalog: &Catalog, target: Option<Tar
                 outside_p99_ms: outside.as_ref().map(|h| ms(h, 0.99)),
                 goodput_rps,
                 met: target.map(|t| t.met(&result)),
+                first_success_ms: first.filter(|p| p.first_success_ns > 0).map(|p| p.first_success_ns as f64 / 1e6),
             })
         })
         .collect();
@@ -190,9 +233,44 @@ pub fn capacity(metrics: &[&BatchMetrics], catalog: &Catalog, target: Option<Tar
         target_load,
         stages,
         platforms,
+        steps,
         most_per_dollar,
         basis,
     }
+}
+
+/// The windows of a step stage's batch and the time it took to be back under the target.
+fn step_row(m: &BatchMetrics, target: Option<Target>) -> Option<StepRow> {
+    let setup = m.inference_setup.as_ref()?;
+    let inference = m.inference.as_ref()?;
+    let windows: Vec<WindowRow> = inference
+        .windows
+        .iter()
+        .map(|w| {
+            let h = proto::latency::decode(&w.latency_histogram).ok().filter(|h| !h.is_empty());
+            let p99_ms = h.as_ref().map_or(f64::NAN, |h| ms(h, 0.99));
+            let result = StageResult { offered: 0.0, requests: w.requests, failed: w.failed, p99_ms, finished_unix_ms: 0 };
+            WindowRow { start_seconds: w.start_ns as f64 / 1e9, width_seconds: w.width_ns as f64 / 1e9, requests: w.requests, failed: w.failed, p99_ms, met: target.map(|t| t.met(&result)) }
+        })
+        .collect();
+    let at = setup.step_at_seconds;
+    let after: Vec<&WindowRow> = windows.iter().filter(|w| w.start_seconds + w.width_seconds > at).collect();
+    let recovery_seconds = match (target, after.iter().rposition(|w| w.met == Some(false))) {
+        (None, _) => None,
+        (Some(_), None) => Some(0.0),
+        (Some(_), Some(last)) if last + 1 == after.len() => None,
+        (Some(_), Some(last)) => Some((after[last].start_seconds + after[last].width_seconds - at).max(0.0)),
+    };
+    Some(StepRow {
+        platform: m.platform.clone(),
+        round: m.round,
+        from_rps: setup.rate_per_second,
+        to_rps: setup.step_rate_per_second,
+        at_seconds: at,
+        windows,
+        recovery_seconds,
+        first_success_ms: (inference.first_success_ns > 0).then(|| inference.first_success_ns as f64 / 1e6),
+    })
 }
 
 /// The platform with the most sustainable rate per dollar, named only when its lower bound beats
@@ -280,5 +358,33 @@ mod tests {
         // aws: 10 req/s per USD/h; azure has no sustainable rate: no comparison.
         assert_eq!(c.most_per_dollar, None);
         assert!(c.basis.contains("fewer than two"));
+    }
+
+    #[test]
+    fn a_step_recovers_at_the_end_of_the_last_window_that_missed() {
+        // 1 s windows; the step at 3 s; the windows from 3 s to 7 s miss the 100 ms target, the rest meet it.
+        let window = |i: u64, ms: u64| {
+            let mut h = proto::latency::new_histogram();
+            proto::latency::record(&mut h, ms * 1000);
+            proto::v1::LatencyWindow { start_ns: i * 1_000_000_000, width_ns: 1_000_000_000, requests: 1, failed: 0, latency_histogram: proto::latency::encode(&h) }
+        };
+        let latencies = [40, 40, 40, 400, 900, 600, 300, 60, 50, 40];
+        let m = BatchMetrics {
+            platform: "aws".into(),
+            inference: Some(PhaseTiming { windows: latencies.iter().enumerate().map(|(i, ms)| window(i as u64, *ms)).collect(), first_success_ns: 45_000_000, ..Default::default() }),
+            inference_setup: Some(InferenceSetup { mode: LoadMode::OpenLoop as i32, rate_per_second: 5.0, step_rate_per_second: 50.0, step_at_seconds: 3.0, ..Default::default() }),
+            ..Default::default()
+        };
+        let target = Target { p99_ms: 100.0, max_error_share: 0.01 };
+        let row = step_row(&m, Some(target)).unwrap();
+        assert_eq!((row.recovery_seconds, row.first_success_ms, row.to_rps), (Some(4.0), Some(45.0), 50.0), "window 6–7 missed last: 7 − 3");
+        let calm = [40; 10];
+        let m2 = BatchMetrics { inference: Some(PhaseTiming { windows: calm.iter().enumerate().map(|(i, ms)| window(i as u64, *ms)).collect(), ..Default::default() }), ..m.clone() };
+        assert_eq!(step_row(&m2, Some(target)).unwrap().recovery_seconds, Some(0.0));
+        let never = [40, 40, 40, 400, 400, 400, 400, 400, 400, 400];
+        let m3 = BatchMetrics { inference: Some(PhaseTiming { windows: never.iter().enumerate().map(|(i, ms)| window(i as u64, *ms)).collect(), ..Default::default() }), ..m };
+        assert_eq!(step_row(&m3, Some(target)).unwrap().recovery_seconds, None);
+        let refs = [&m2];
+        assert!(capacity(&refs, &Catalog::parse("").unwrap(), Some(target), None).stages.is_empty(), "a step is not a steady stage");
     }
 }

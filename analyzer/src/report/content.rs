@@ -173,7 +173,7 @@ fn capacity_blocks(c: &super::capacity::Capacity, platforms: &[String], figures:
         ]));
     }
     b.push(table(
-        &["platform", "load", "offered", "achieved req/s", "requests", "failed", "p50 ms", "p99 ms", "server p99 ms", "rest p99 ms", "goodput req/s", "target"],
+        &["platform", "load", "offered", "achieved req/s", "requests", "failed", "p50 ms", "p99 ms", "server p99 ms", "rest p99 ms", "goodput req/s", "first success ms", "target"],
         c.stages
             .iter()
             .map(|s| {
@@ -191,6 +191,7 @@ fn capacity_blocks(c: &super::capacity::Capacity, platforms: &[String], figures:
                     opt(s.server_p99_ms),
                     opt(s.outside_p99_ms),
                     opt(s.goodput_rps),
+                    opt(s.first_success_ms),
                     met,
                 ]
             })
@@ -216,6 +217,38 @@ fn capacity_blocks(c: &super::capacity::Capacity, platforms: &[String], figures:
             })
             .collect(),
     ));
+    if !c.steps.is_empty() {
+        b.push(Block::Heading(3, "Steps: recovery and cold start".into()));
+        b.push(Block::Paragraph(
+            "A step stage offers one rate, then a higher one from a set time. Its requests are counted in windows by their intended start; recovery is the time from the step to the end of the last window whose p99 missed the target (how long the platform took to scale out or catch up); first success is the time from the stage's start to its first successful answer, the cold start when the stage follows an idle gap.".into(),
+        ));
+        b.push(table(
+            &["platform", "round", "step", "windows missing the target", "recovery s", "first success ms"],
+            c.steps
+                .iter()
+                .map(|s| {
+                    let missed: Vec<String> = s.windows.iter().filter(|w| w.met == Some(false)).map(|w| format!("{}–{} s ({} ms)", short(w.start_seconds), short(w.start_seconds + w.width_seconds), num(w.p99_ms))).collect();
+                    vec![
+                        s.platform.clone(),
+                        s.round.to_string(),
+                        format!("{} → {} req/s at {} s", short(s.from_rps), short(s.to_rps), short(s.at_seconds)),
+                        if missed.is_empty() { "none".into() } else { missed.join(", ") },
+                        s.recovery_seconds.map_or("not back under the target by the stage's end".into(), short),
+                        opt(s.first_success_ms),
+                    ]
+                })
+                .collect(),
+        ));
+        if figures {
+            let colour = |p: &str| platforms.iter().position(|q| q == p).unwrap_or(0);
+            let series: Vec<charts::XySeries<'_>> = c
+                .steps
+                .iter()
+                .map(|s| charts::XySeries { name: &s.platform, points: s.windows.iter().map(|w| (w.start_seconds + w.width_seconds / 2.0, w.p99_ms)).collect(), colour: colour(&s.platform) })
+                .collect();
+            b.push(Block::Figures(vec![charts::knee("p99 latency per window through the step", "seconds from the stage's start", "ms", &series, c.target_p99_ms)]));
+        }
+    }
     b.push(Block::Paragraph(match &c.most_per_dollar {
         Some(p) => format!("Most capacity per dollar: {p} ({}).", c.basis),
         None => format!("Most capacity per dollar: not decided ({}).", c.basis),
