@@ -40,6 +40,15 @@ pub struct RawSweep {
     max_error_share: Option<f64>,
     window_seconds: Option<f64>,
     idle_seconds: Option<f64>,
+    stability: Option<RawStability>,
+}
+
+/// `stability = { tolerance = 0.1, max_seconds = 120 }` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStability {
+    tolerance: f64,
+    max_seconds: f64,
 }
 
 /// One step stage as written: `{ from = 5, to = 50, at_seconds = 10 }`.
@@ -75,6 +84,9 @@ pub struct LoadSweep {
     /// Seconds each platform rests between stages, so that each stage's first request meets an
     /// endpoint idle that long (its time to the first success is the cold start).
     pub idle_seconds: f64,
+    /// Stages go on past their span until two consecutive windows' p99s agree within `tolerance`
+    /// (a share of the larger), for at most `max_seconds`.
+    pub stability: Option<(f64, f64)>,
 }
 
 /// Window width of a step stage when the spec gives none, seconds.
@@ -144,6 +156,8 @@ impl StageLoad {
             step_rate_per_second: step.map_or(0.0, |s| s.to),
             step_at_seconds: step.map_or(0.0, |s| s.at_seconds),
             window_seconds: window,
+            stable_within: sweep.stability.filter(|_| step.is_none()).map_or(0.0, |s| s.0),
+            max_seconds: sweep.stability.filter(|_| step.is_none()).map_or(0.0, |s| s.1),
         }
     }
 
@@ -199,6 +213,14 @@ impl LoadSweep {
         if !(idle_seconds.is_finite() && (0.0..=86_400.0).contains(&idle_seconds)) {
             return Err(format!("load_sweep: idle_seconds must be between 0 and 86400, got {idle_seconds}"));
         }
+        let stability = match raw.stability {
+            None => None,
+            Some(st) if !(st.tolerance > 0.0 && st.tolerance < 1.0) => return Err(format!("load_sweep.stability: tolerance must be between 0 and 1 (exclusive), got {}", st.tolerance)),
+            Some(st) if !(st.max_seconds.is_finite() && st.max_seconds >= min_seconds && st.max_seconds <= 86_400.0) => {
+                return Err(format!("load_sweep.stability: max_seconds must be between min_seconds ({min_seconds}) and 86400, got {}", st.max_seconds));
+            }
+            Some(st) => Some((st.tolerance, st.max_seconds)),
+        };
         let rate_ok = |r: f64| r.is_finite() && r > 0.0 && r <= 100_000.0;
         let stages = match (raw.rates, raw.concurrencies, raw.search, raw.steps) {
             (None, None, None, Some(steps)) => {
@@ -235,7 +257,10 @@ impl LoadSweep {
             }
             _ => return Err("load_sweep: give exactly one of rates, concurrencies, steps or search".into()),
         };
-        Ok(Self { stages, min_requests, min_seconds, target, window_seconds, idle_seconds })
+        if stability.is_some() && matches!(stages, Stages::Steps(_)) {
+            return Err("load_sweep: step stages run their set course; stability is for steady stages".into());
+        }
+        Ok(Self { stages, min_requests, min_seconds, target, window_seconds, idle_seconds, stability })
     }
 
     /// Stages the sweep runs at most: its list, or the longest a search can take.
@@ -442,6 +467,9 @@ mod tests {
         assert_eq!((steps.stages.clone(), steps.idle_seconds), (Stages::Steps(vec![step]), 2.0));
         let job = StageLoad::Step(step).to_proto(&steps);
         assert_eq!((job.rate_per_second, job.step_rate_per_second, job.step_at_seconds, job.window_seconds), (5.0, 50.0, 3.0, DEFAULT_STEP_WINDOW_SECONDS));
+        let stable = parse("rates = [10]\nmin_seconds = 2\nstability = { tolerance = 0.1, max_seconds = 30 }").unwrap();
+        let job = StageLoad::Rate(10.0).to_proto(&stable);
+        assert_eq!((job.stable_within, job.max_seconds, job.window_seconds), (0.1, 30.0, 0.0), "the worker's default window");
         let search = parse("search = { slo_p99_ms = 500, min_rate = 1, max_rate = 64 }").unwrap();
         assert_eq!(search.max_stages(), 6 + 1 + 5 + 1);
         assert_eq!(search.target.unwrap().p99_ms, 500.0);
@@ -462,6 +490,9 @@ mod tests {
             ("steps = [{ from = 5, to = 50 }]", "missing field"),
             ("rates = [1]\nwindow_seconds = 0", "window_seconds"),
             ("rates = [1]\nidle_seconds = -1", "idle_seconds"),
+            ("rates = [1]\nstability = { tolerance = 1.5, max_seconds = 60 }", "tolerance"),
+            ("rates = [1]\nmin_seconds = 30\nstability = { tolerance = 0.1, max_seconds = 20 }", "max_seconds"),
+            ("steps = [{ from = 5, to = 50, at_seconds = 3 }]\nstability = { tolerance = 0.1, max_seconds = 60 }", "steady stages"),
             ("search = { slo_p99_ms = 5, min_rate = 1, max_rate = 5, step = 2 }", "unknown field"),
         ] {
             let err = parse(text).unwrap_err();

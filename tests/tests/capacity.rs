@@ -258,3 +258,28 @@ async fn a_step_recovers_when_capacity_comes_and_a_cold_start_shows_in_the_first
     let markdown = std::fs::read_to_string(run.path("report/report.md")).unwrap();
     assert!(markdown.contains("### Steps: recovery and cold start"), "{markdown}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stability_wait_ends_a_steady_stage_early_and_runs_a_drifting_one_to_its_limit() {
+    // Capacity 25/s: at 10/s every 1 s window's p99 is the 40 ms service time, so the stage ends
+    // once its 2 s span is over and two windows are complete; at 50/s the queue grows by 25
+    // requests, a second of waiting, every window, each window's p99 a sixth or more above the
+    // last over 6 s, so it runs to its 6 s limit.
+    let sweep = "rates = [10, 50]\nmin_requests = 1\nmin_seconds = 2\nwindow_seconds = 1\nstability = { tolerance = 0.1, max_seconds = 6 }";
+    let run = SweepRun::run("stable", sweep, &[("one", endpoint_args(1, &[]))], &[]).await;
+    let served = run.endpoints[0].served();
+    let in_stage = |rate: f64| {
+        let row = run.rows.iter().find(|r| r["inference_load"].as_f64() == Some(rate)).unwrap();
+        let (start, end) = (row["started_unix_ns"].as_i64().unwrap(), row["finished_unix_ns"].as_i64().unwrap());
+        let arrivals: Vec<i64> = served.iter().map(|s| s.arrival_ns).filter(|t| (start..=end).contains(t)).collect();
+        assert_eq!(row["inference_requests"].as_u64(), Some(arrivals.len() as u64), "{row}");
+        arrivals.len() as f64
+    };
+    let (steady, drifting) = (in_stage(10.0), in_stage(50.0));
+    eprintln!("{steady} requests at 10/s, {drifting} at 50/s");
+    // 2 s of 10/s, plus the window after the span it takes for two windows to be complete (and one
+    // more should the first two differ by chance).
+    assert!((20.0..=41.0).contains(&steady), "{steady} requests at 10/s: the steady stage ran on");
+    // 6 s of 50/s: 300 requests, less the last few a late pacer may not have released.
+    assert!((285.0..=301.0).contains(&drifting), "{drifting} requests at 50/s: the drifting stage stopped early");
+}

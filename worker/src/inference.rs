@@ -45,6 +45,9 @@ impl Default for Load {
     }
 }
 
+/// Window of a stability wait when the job names none.
+pub const DEFAULT_STABILITY_WINDOW: Duration = Duration::from_secs(1);
+
 /// Requests in flight by default: a small client, as the paper's was.
 pub const DEFAULT_INFERENCE_CONCURRENCY: usize = 4;
 
@@ -59,6 +62,24 @@ pub struct Span {
     pub step: Option<Step>,
     /// Latency is also recorded per window of this width, by each request's (intended) start.
     pub window: Option<Duration>,
+    /// Once the span is reached, the stage goes on until the p99s of its last two complete
+    /// windows agree within a tolerance (perf_analyzer's stability), or until `max_duration`.
+    pub stability: Option<Stability>,
+}
+
+/// When a stage is stable enough to end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stability {
+    /// Largest relative difference of two consecutive windows' p99: |a − b| ≤ tolerance × max(a, b).
+    pub tolerance: f64,
+    pub max_duration: Duration,
+}
+
+impl Stability {
+    /// True when two consecutive windows' p99s agree.
+    pub fn agree(&self, a_ms: f64, b_ms: f64) -> bool {
+        (a_ms - b_ms).abs() <= self.tolerance * a_ms.max(b_ms)
+    }
 }
 
 /// A step in an open loop's rate.
@@ -84,7 +105,17 @@ impl Span {
             None => (rate * self.min_duration.as_secs_f64()).ceil() as usize,
             Some(step) => Self::before_step(rate, step) + (step.rate * self.min_duration.as_secs_f64()).ceil().max(1.0) as usize,
         };
-        images.max(self.min_requests as usize).max(for_time)
+        let spanned = images.max(self.min_requests as usize).max(for_time);
+        match (&self.stability, &self.step) {
+            // Enough to run until the longest a stability wait may take; it usually ends sooner.
+            (Some(st), None) => spanned.max((rate * st.max_duration.as_secs_f64()).ceil() as usize),
+            _ => spanned,
+        }
+    }
+
+    /// True once a running stage has made its span: enough requests and enough time.
+    fn reached(&self, finished: usize, elapsed: Duration) -> bool {
+        finished as u64 >= self.min_requests && elapsed >= self.min_duration
     }
 
     /// When request `j` of an open loop at `rate` is due, from the phase's start.
@@ -129,7 +160,21 @@ impl Load {
             w if w.is_finite() && (0.001..=3600.0).contains(&w) => Some(Duration::from_secs_f64(w)),
             w => return Err(format!("job load window_seconds {w} is not between 0.001 and 3600")),
         };
-        Ok((chosen, Span { min_requests: load.min_requests, min_duration: Duration::from_secs_f64(load.min_seconds), step, window }))
+        let stability = match load.stable_within {
+            t if t == 0.0 => None,
+            t if t.is_finite() && t > 0.0 && t < 1.0 => {
+                if step.is_some() {
+                    return Err("job load: a step stage has no stability wait".into());
+                }
+                if !(load.max_seconds.is_finite() && load.max_seconds >= load.min_seconds && load.max_seconds <= 86_400.0) {
+                    return Err(format!("job load max_seconds {} is not between min_seconds and 86400", load.max_seconds));
+                }
+                Some(Stability { tolerance: t, max_duration: Duration::from_secs_f64(load.max_seconds) })
+            }
+            t => return Err(format!("job load stable_within {t} is not between 0 and 1")),
+        };
+        let window = window.or(stability.map(|_| DEFAULT_STABILITY_WINDOW));
+        Ok((chosen, Span { min_requests: load.min_requests, min_duration: Duration::from_secs_f64(load.min_seconds), step, window, stability }))
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -140,6 +185,42 @@ impl Load {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// The windows of a stage with a stability wait, as its requests finish: a window is complete once
+/// it is over (no request starts in it any more) and every request that started in it has finished.
+struct Live {
+    stability: Stability,
+    width: Duration,
+    windows: std::collections::BTreeMap<u64, (u64, hdrhistogram::Histogram<u64>)>,
+}
+
+impl Live {
+    fn new(stability: Stability, width: Duration) -> Self {
+        Self { stability, width, windows: Default::default() }
+    }
+
+    fn finished(&mut self, offset: Duration, took: Duration) {
+        let index = (offset.as_nanos() / self.width.as_nanos().max(1)) as u64;
+        let (count, h) = self.windows.entry(index).or_insert_with(|| (0, proto::latency::new_histogram()));
+        *count += 1;
+        let _ = proto::latency::record(h, micros(took));
+    }
+
+    /// True when the last two complete windows' p99s agree; `starts` counts the requests started
+    /// in each window.
+    fn stable(&self, elapsed: Duration, starts: &std::collections::BTreeMap<u64, u64>) -> bool {
+        let over = (elapsed.as_nanos() / self.width.as_nanos().max(1)) as u64;
+        let complete = |i: u64| {
+            let started = starts.get(&i).copied().unwrap_or(0);
+            let done = self.windows.get(&i);
+            i < over && started > 0 && done.is_some_and(|(n, _)| *n == started)
+        };
+        // The newest window that is complete with the one before it decides.
+        let Some(last) = (1..over).rev().find(|&i| complete(i) && complete(i - 1)) else { return false };
+        let p99 = |i: u64| self.windows[&i].1.value_at_quantile(0.99) as f64 / 1000.0;
+        self.stability.agree(p99(last - 1), p99(last))
     }
 }
 
@@ -212,19 +293,38 @@ impl Inference<'_> {
         let count = images.len();
         // Each request: its answer, its latency from `from`, how late it actually started, and when
         // it was to start (`from`) from the phase's start.
-        let send = |j: usize, from: Instant| async move {
+        // Requests started per window, for a stability wait to know when a window is complete.
+        let starts: std::sync::Mutex<std::collections::BTreeMap<u64, u64>> = Default::default();
+        let starts = &starts;
+        let width = self.span.window.filter(|_| self.span.stability.is_some());
+        let send = move |j: usize, from: Instant| async move {
             let (i, data) = &images[j % count];
             let key = &objects[*i].key;
+            if let Some(width) = width {
+                let index = (from.saturating_duration_since(started).as_nanos() / width.as_nanos().max(1)) as u64;
+                *starts.lock().expect("starts lock").entry(index).or_insert(0) += 1;
+            }
             let lag = from.elapsed();
             let attempted = self.retry.run(key, || self.invoker.invoke(data.clone(), content_type(key))).await;
             (attempted, from.elapsed(), lag, from.saturating_duration_since(started))
         };
         let span = self.span;
-        let results: Vec<(Attempted<Invoked>, Duration, Duration, Duration)> = match self.load {
+        // Set once the stage is stable (its span reached, its last two windows agreeing): no
+        // request starts after it.
+        let enough = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = {
+            let enough = enough.clone();
+            move || enough.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let results = match self.load {
             Load::Closed { concurrency } => {
                 // The next request is drawn when a slot frees, so the span is checked as it runs.
-                let more = move |j: &usize| futures::future::ready(count > 0 && (*j < count.max(span.min_requests as usize) || started.elapsed() < span.min_duration));
-                futures::stream::iter(0..).take_while(more).map(|j| send(j, Instant::now())).buffer_unordered(concurrency.max(1)).collect().await
+                let until = span.stability.map_or(Duration::ZERO, |s| s.max_duration);
+                let more = move |j: &usize| {
+                    let spanning = *j < count.max(span.min_requests as usize) || started.elapsed() < span.min_duration;
+                    futures::future::ready(count > 0 && !stopped() && (spanning || started.elapsed() < until))
+                };
+                futures::stream::iter(0..).take_while(more).map(|j| send(j, Instant::now())).buffer_unordered(concurrency.max(1)).left_stream()
             }
             Load::Open { rate } => {
                 // A thread of its own paces the starts: the OS's sleep keeps a schedule to tens of
@@ -244,15 +344,29 @@ impl Inference<'_> {
                         while Instant::now() < due {
                             std::hint::spin_loop();
                         }
-                        if release.send(j).is_err() {
-                            return; // the phase was abandoned (shutdown after the grace period)
+                        if stopped() || release.send(j).is_err() {
+                            return; // stable, or the phase was abandoned (shutdown after the grace period)
                         }
                     }
                 });
                 let due = futures::stream::poll_fn(move |cx| released.poll_recv(cx));
-                due.map(|j| send(j, started + span.open_offset(j, rate))).buffer_unordered(n.max(1)).collect().await
+                due.map(move |j| send(j, started + span.open_offset(j, rate))).buffer_unordered(n.max(1)).right_stream()
             }
         };
+        futures::pin_mut!(results);
+        let mut live = span.stability.zip(span.window).map(|(st, width)| Live::new(st, width));
+        let mut collected: Vec<(Attempted<Invoked>, Duration, Duration, Duration)> = Vec::new();
+        while let Some(result) = results.next().await {
+            if let Some(live) = &mut live {
+                live.finished(result.3, result.1);
+                let starts = starts.lock().expect("starts lock").clone();
+                if !enough.load(std::sync::atomic::Ordering::Relaxed) && span.reached(collected.len() + 1, started.elapsed()) && live.stable(started.elapsed(), &starts) {
+                    enough.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            collected.push(result);
+        }
+        let results = collected;
         let mut phase = PhaseRun::new();
         clock.stop(&mut phase);
         if matches!(self.load, Load::Open { .. }) {
