@@ -3,14 +3,18 @@
 //! - [`store`]: append-only per-run logs, deduplicated by job key, durable before acknowledgement.
 //! - [`collect`]: the consumer that moves metrics from the queue into the store.
 //! - [`rows`]: per-batch rows with the paper's derived measures (pure).
+//! - [`merge`]: the stores of several collectors into one, refusing conflicting records.
 //! - [`export`]: rows to CSV or JSON (pure).
 //! - [`summary`]: a per-platform Markdown summary of the rows (pure).
+//! - [`compare`]: runs against a baseline, with significance and a practical threshold (pure).
 //! - [`check`]: service-level gates on a run (`analyzer check`, pure).
 //! - [`stats`]: descriptives, rank tests, effect sizes, bootstrap intervals and change points (pure).
 
 pub mod check;
+pub mod compare;
 pub mod collect;
 pub mod export;
+pub mod merge;
 pub mod rows;
 pub mod stats;
 pub mod report;

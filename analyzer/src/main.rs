@@ -117,6 +117,40 @@ enum Command {
         #[command(flatten)]
         capacity: CapacityArgs,
     },
+    /// Compares runs with the first (the baseline): per platform and metric, medians with intervals,
+    /// the relative change with its interval, Holm-adjusted Mann–Whitney p, Cliff's δ, and a verdict
+    /// only where the change is significant and at least --min-change. Writes compare.md,
+    /// compare.html and compare.json.
+    Compare {
+        #[arg(long, env = "CLOUDBENCH_STORE", default_value = "metrics-store")]
+        store: PathBuf,
+        /// A run, RUN (in --store) or RUN@STORE_DIR; the first is the baseline. Two or more.
+        #[arg(long = "run", required = true, num_args = 1)]
+        runs: Vec<String>,
+        /// Output folder; defaults to `compare-BASELINE`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Smallest relative change of a median that gets a verdict.
+        #[arg(long, default_value_t = 0.05)]
+        min_change: f64,
+        #[arg(long, default_value_t = 0.05)]
+        alpha: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Exits with status 1 (after writing the comparison) when any metric got worse.
+        #[arg(long)]
+        fail_on_regression: bool,
+    },
+    /// Merges the stores of several collectors (one beside each cloud) into one, deduplicated by job
+    /// key; stores holding different records for the same job are refused, and nothing is written.
+    Merge {
+        /// The store to merge into (created when missing; its own records count too).
+        #[arg(long)]
+        into: PathBuf,
+        /// The stores to merge.
+        #[arg(required = true)]
+        stores: Vec<PathBuf>,
+    },
     /// Compares groups of samples: descriptives, Kruskal–Wallis, Dunn–Holm, Mann–Whitney, Cliff's delta.
     Stats {
         /// CSV file with the header `group,value`; groups are reported in order of first appearance.
@@ -342,6 +376,50 @@ async fn run(cli: Cli, status: &mut i32) -> anyhow::Result<()> {
             let failed = verdicts.iter().filter(|v| !v.pass).count();
             println!("run {run}: {} of {} checks passed", verdicts.len() - failed, verdicts.len());
             *status = i32::from(failed > 0);
+        }
+        Command::Compare { store, runs, out, min_change, alpha, seed, fail_on_regression } => {
+            if !(alpha > 0.0 && alpha < 1.0) {
+                bail!("--alpha must be between 0 and 1, got {alpha}");
+            }
+            if !(min_change.is_finite() && min_change >= 0.0) {
+                bail!("--min-change must be a share of at least 0 (0.05 is 5%), got {min_change}");
+            }
+            if runs.len() < 2 {
+                bail!("compare needs two or more --run (the first is the baseline)");
+            }
+            let mut loaded = Vec::new();
+            for spec in &runs {
+                let (run, dir) = match spec.split_once('@') {
+                    Some((run, dir)) => (run, PathBuf::from(dir)),
+                    None => (spec.as_str(), store.clone()),
+                };
+                proto::check_name("run id", run)?;
+                let rows: Vec<analyzer::rows::BatchRow> = read_metrics(&dir, run)?.iter().map(analyzer::rows::BatchRow::from_metrics).collect();
+                loaded.push((spec.clone(), rows));
+            }
+            let options = analyzer::compare::Options { alpha, min_change, seed, ..Default::default() };
+            let comparison = analyzer::compare::compare(&loaded, &options).map_err(anyhow::Error::msg)?;
+            let blocks = analyzer::compare::blocks(&comparison);
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("compare-{}", runs[0].replace(['@', '/'], "_"))));
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let title = format!("cloudbench comparison against {}", comparison.baseline);
+            let json = serde_json::to_string_pretty(&comparison)? + "\n";
+            for (name, text) in [("compare.md", analyzer::report::document::markdown(&blocks)), ("compare.html", analyzer::report::document::html(&title, &blocks)), ("compare.json", json)] {
+                let path = out.join(name);
+                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            }
+            for row in comparison.rows.iter().filter(|r| r.verdict != analyzer::compare::Verdict::NoSignificantChange) {
+                println!("{} {} {}: {} ({:+.1}%, p = {:.2e})", row.run, row.platform, row.title, analyzer::compare::verdict_word(row), row.change * 100.0, row.p_holm);
+            }
+            let worse = comparison.regressions().count();
+            println!("comparison of {} against {} in {}: {} comparisons, {worse} worse", comparison.runs.join(", "), comparison.baseline, out.display(), comparison.rows.len());
+            *status = i32::from(fail_on_regression && worse > 0);
+        }
+        Command::Merge { into, stores } => {
+            let merged = analyzer::merge::merge(&into, &stores)?;
+            let added: usize = merged.added.values().sum();
+            let already: usize = merged.already.values().sum();
+            println!("merged {added} records of {} runs into {} ({already} were there already)", merged.added.len(), into.display());
         }
         Command::Stats { samples, format } => {
             let text = std::fs::read_to_string(&samples).with_context(|| format!("reading {}", samples.display()))?;

@@ -54,15 +54,16 @@ impl Default for Options {
 }
 
 /// A metric the report compares: key, title, unit, direction, and how to read it from a row.
-struct MetricDef {
-    key: &'static str,
-    title: &'static str,
-    unit: &'static str,
-    lower_is_better: bool,
-    get: fn(&BatchRow) -> Option<f64>,
+#[derive(Clone)]
+pub(crate) struct MetricDef {
+    pub(crate) key: &'static str,
+    pub(crate) title: &'static str,
+    pub(crate) unit: &'static str,
+    pub(crate) lower_is_better: bool,
+    pub(crate) get: fn(&BatchRow) -> Option<f64>,
 }
 
-const METRICS: &[MetricDef] = &[
+pub(crate) const METRICS: &[MetricDef] = &[
     MetricDef { key: "upload", title: "Upload time", unit: "s/MiB", lower_is_better: true, get: |r| Some(r.upload_s_per_mib) },
     MetricDef { key: "download", title: "Download time", unit: "s/MiB", lower_is_better: true, get: |r| Some(r.download_s_per_mib) },
     MetricDef { key: "inference", title: "Inference time", unit: "s/MiB", lower_is_better: true, get: |r| r.inference_s_per_mib },
