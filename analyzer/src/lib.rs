@@ -3,6 +3,7 @@
 //! - [`store`]: append-only per-run logs, deduplicated by job key, durable before acknowledgement.
 //! - [`collect`]: the consumer that moves metrics from the queue into the store.
 //! - [`rows`]: per-batch rows with the paper's derived measures (pure).
+//! - [`history`]: every run of a store as series of run medians, with dated changes (pure).
 //! - [`merge`]: the stores of several collectors into one, refusing conflicting records.
 //! - [`export`]: rows to CSV or JSON (pure).
 //! - [`summary`]: a per-platform Markdown summary of the rows (pure).
@@ -14,6 +15,7 @@ pub mod check;
 pub mod compare;
 pub mod collect;
 pub mod export;
+pub mod history;
 pub mod merge;
 pub mod rows;
 pub mod stats;

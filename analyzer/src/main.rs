@@ -141,6 +141,31 @@ enum Command {
         #[arg(long)]
         fail_on_regression: bool,
     },
+    /// Every run in the store (or those the filters keep) as series of run-level medians per platform
+    /// and metric, with each change of level dated and tied to what changed with it. Writes
+    /// history.md, history.html and history.json.
+    History {
+        #[arg(long, env = "CLOUDBENCH_STORE", default_value = "metrics-store")]
+        store: PathBuf,
+        /// Only this platform (repeatable).
+        #[arg(long = "platform")]
+        platforms: Vec<String>,
+        /// Only runs whose platform answered with this model hash.
+        #[arg(long)]
+        model_hash: Option<String>,
+        /// Only runs that started at or after this date (YYYY-MM-DD, UTC) or Unix time in seconds.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only runs that started before this date (YYYY-MM-DD, UTC) or Unix time in seconds.
+        #[arg(long)]
+        until: Option<String>,
+        /// Shortest regime a change may start, in runs: a single odd run is never a change.
+        #[arg(long, default_value_t = 3)]
+        min_segment: usize,
+        /// Output folder; defaults to `history`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Merges the stores of several collectors (one beside each cloud) into one, deduplicated by job
     /// key; stores holding different records for the same job are refused, and nothing is written.
     Merge {
@@ -206,6 +231,26 @@ async fn read_spec(spec: Option<PathBuf>, redis_url: Option<String>, namespace: 
         },
         (None, None) => None,
     })
+}
+
+/// A date (YYYY-MM-DD, UTC midnight) or Unix seconds, as Unix seconds.
+fn parse_when(text: &str) -> anyhow::Result<i64> {
+    if let Ok(secs) = text.parse::<i64>() {
+        return Ok(secs);
+    }
+    let parts: Vec<&str> = text.split('-').collect();
+    let [y, m, d] = parts.as_slice() else { bail!("{text:?} is not a date (YYYY-MM-DD) or Unix seconds") };
+    let (Ok(y), Ok(m), Ok(d)) = (y.parse::<i64>(), m.parse::<i64>(), d.parse::<i64>()) else { bail!("{text:?} is not a date (YYYY-MM-DD) or Unix seconds") };
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        bail!("{text:?} is not a date (YYYY-MM-DD) or Unix seconds");
+    }
+    // Days from the civil date (Howard Hinnant's algorithm), the inverse of history::iso.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Ok((era * 146_097 + doe - 719_468) * 86_400)
 }
 
 /// Opens the store and reads a run's metrics; a missing store or run is a one-line error.
@@ -415,6 +460,41 @@ async fn run(cli: Cli, status: &mut i32) -> anyhow::Result<()> {
             println!("comparison of {} against {} in {}: {} comparisons, {worse} worse", comparison.runs.join(", "), comparison.baseline, out.display(), comparison.rows.len());
             *status = i32::from(fail_on_regression && worse > 0);
         }
+        Command::History { store, platforms, model_hash, since, until, min_segment, out } => {
+            if min_segment == 0 {
+                bail!("--min-segment must be at least 1");
+            }
+            if !store.is_dir() {
+                bail!("metrics store {} not found", store.display());
+            }
+            let opened = MetricsStore::open(&store)?;
+            let mut runs = Vec::new();
+            for run in opened.runs()? {
+                runs.push((run.clone(), opened.read(&run)?));
+            }
+            if runs.is_empty() {
+                bail!("metrics store {} holds no runs", store.display());
+            }
+            let options = analyzer::history::Options { platforms, model_hash, since: since.as_deref().map(parse_when).transpose()?, until: until.as_deref().map(parse_when).transpose()?, min_segment };
+            let history = analyzer::history::history(&runs, &options);
+            let out = out.unwrap_or_else(|| PathBuf::from("history"));
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let json = serde_json::to_string_pretty(&history)? + "\n";
+            let md = analyzer::report::document::markdown(&analyzer::history::blocks(&history, false));
+            let html = analyzer::report::document::html("cloudbench history", &analyzer::history::blocks(&history, true));
+            for (name, text) in [("history.md", md), ("history.html", html), ("history.json", json)] {
+                let path = out.join(name);
+                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            }
+            for s in &history.series {
+                for c in &s.changes {
+                    let with = if c.came_with.is_empty() { String::new() } else { format!(", with {}", c.came_with.join("; ")) };
+                    println!("{} {}: changed at run {} ({}): {:.4} → {:.4} {}{with}", s.platform, s.title, c.run, analyzer::history::iso(c.started_unix_s), c.before_median, c.after_median, s.unit);
+                }
+            }
+            let changes: usize = history.series.iter().map(|s| s.changes.len()).sum();
+            println!("history of {} runs in {}: {} series, {changes} changes", history.runs, out.display(), history.series.len());
+        }
         Command::Merge { into, stores } => {
             let merged = analyzer::merge::merge(&into, &stores)?;
             let added: usize = merged.added.values().sum();
@@ -436,6 +516,14 @@ mod tests {
     #[test]
     fn only_a_strict_report_of_an_invalid_run_exits_non_zero() {
         assert_eq!([report_status(true, true), report_status(true, false), report_status(false, true), report_status(false, false)], [1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn dates_parse_to_unix_seconds() {
+        assert_eq!(parse_when("2026-12-02").unwrap(), 1_796_169_600);
+        assert_eq!(parse_when("2000-02-29").unwrap(), 951_782_400);
+        assert_eq!(parse_when("1700000000").unwrap(), 1_700_000_000);
+        assert!(parse_when("2026-13-01").is_err() && parse_when("yesterday").is_err());
     }
 
     #[test]
