@@ -97,14 +97,14 @@ fn metric_blocks(m: &MetricSection, alpha: f64, figures: bool) -> Vec<Block> {
             .enumerate()
             .map(|(colour, p)| charts::Series { name: &p.platform, values: &p.series, colour })
             .collect();
-        let mut svgs: Vec<String> = series
-            .iter()
-            .map(|s| charts::lines(&format!("{} per batch: {}", m.title, s.name), m.unit, std::slice::from_ref(s), true))
-            .collect();
+        // One overlay of every platform, the box plots with each median's interval, then each
+        // platform alone as a small multiple with its mean.
+        let mut svgs = vec![charts::lines(&format!("{} per batch", m.title), m.unit, &series, false)];
+        let cis: Vec<Option<(f64, f64)>> = m.platforms.iter().map(|p| p.median_ci.as_ref().map(|c| (c.lo, c.hi))).collect();
+        svgs.push(charts::boxes(&format!("{} by platform (bars: the median's 95% interval)", m.title), m.unit, &series, &cis));
         if series.len() > 1 {
-            svgs.push(charts::lines(&format!("{} per batch, all platforms", m.title), m.unit, &series, false));
+            svgs.extend(series.iter().map(|s| charts::lines_sized(&format!("{}: {}", m.title, s.name), m.unit, std::slice::from_ref(s), true, (360, 180))));
         }
-        svgs.push(charts::boxes(&format!("{} by platform", m.title), m.unit, &series));
         blocks.push(Block::Figures(svgs));
     }
     blocks
