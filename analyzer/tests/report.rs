@@ -100,7 +100,7 @@ fn an_invalid_run_says_so_in_the_title_the_headline_and_the_json() {
     assert!(rendered.html.contains("<title>Benchmark report: run v (INVALID)</title>"));
     // The threshold "< 85%" is escaped in HTML.
     assert!(rendered.markdown.contains("| 50% | < 85% | pass |"), "{}", rendered.markdown);
-    assert!(rendered.html.contains("<h2>Validity</h2>") && rendered.html.contains("<td>50%</td><td>&lt; 85%</td><td>pass</td>"));
+    assert!(rendered.html.contains("<h2 id=\"validity\">Validity</h2>") && rendered.html.contains("<td>50%</td><td>&lt; 85%</td><td>pass</td>"));
     let json: serde_json::Value = serde_json::from_str(&rendered.json).unwrap();
     assert_eq!((json["valid"].as_bool(), json["validity"][0]["verdict"].as_str()), (Some(false), Some("INVALID")));
     let clamped = json["validity"][0]["checks"].as_array().unwrap().iter().find(|c| c["id"] == "clamped").unwrap().clone();
@@ -137,4 +137,35 @@ fn a_platform_whose_batches_were_all_excluded_fails_sample_size() {
     let metrics = common::metrics("v", &common::PAPERLIKE, 4, 1, 3);
     let r = build_default(&metrics, &Options { exclude_warmup: Some(4), ..Options::default() });
     assert_eq!((status(&r, "aws", "sample_size"), r.valid), (Status::Fail, false));
+}
+
+#[test]
+fn the_same_run_reported_twice_gives_byte_identical_files() {
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let mut store = analyzer::store::MetricsStore::open(&store_dir).unwrap();
+    for m in common::metrics("twice", &common::PAPERLIKE, 40, 2, 9) {
+        let payload = m.encode_to_vec();
+        let (key, _) = proto::validate::batch_metrics(&payload).unwrap();
+        store.append(&key, &payload).unwrap();
+    }
+    // Two processes, so that nothing seeded per process (hash maps) can differ unseen.
+    let report = |out: &std::path::Path| {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_analyzer"))
+            .args(["report", "--run", "twice", "--store"])
+            .arg(&store_dir)
+            .arg("--out")
+            .arg(out)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    report(&a);
+    report(&b);
+    for name in ["report.md", "report.html", "report.json"] {
+        assert!(std::fs::read(a.join(name)).unwrap() == std::fs::read(b.join(name)).unwrap(), "{name} differs between two reports of one run");
+    }
 }

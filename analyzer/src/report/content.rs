@@ -110,6 +110,46 @@ fn metric_blocks(m: &MetricSection, alpha: f64, figures: bool) -> Vec<Block> {
     blocks
 }
 
+/// The report's first paragraph: which platform is ahead on what, by how much with its interval,
+/// at what cost and capacity, and what the validity checks say, in sentences with numbers.
+pub fn glance(r: &Report) -> String {
+    let mut said = vec![headline(&r.validity)];
+    for m in &r.metrics {
+        let lowered = m.title.to_lowercase();
+        match &m.winner {
+            Some(w) => {
+                let Some(best) = m.platforms.iter().find(|p| &p.platform == w) else { continue };
+                let others: Vec<String> = m.platforms.iter().filter(|p| &p.platform != w).map(|p| format!("{} {}", p.platform, num(p.describe.median))).collect();
+                let difference = m.pairs.iter().find(|p| &p.a == w || &p.b == w).and_then(|p| {
+                    let d = p.median_difference.as_ref()?;
+                    // The winner's median minus the other's, said as "lower by" or "higher by".
+                    let sign = if &p.a == w { 1.0 } else { -1.0 };
+                    let (estimate, lo, hi) = (sign * d.estimate, (sign * d.lo).min(sign * d.hi), (sign * d.lo).max(sign * d.hi));
+                    let (word, lo, hi) = if estimate < 0.0 { ("lower", -hi, -lo) } else { ("higher", lo, hi) };
+                    Some(format!(", {word} by {} {} (95% CI [{}, {}])", num(estimate.abs()), m.unit, num(lo), num(hi)))
+                });
+                said.push(format!("{w} is ahead on {lowered}: median {} {} against {}{}.", num(best.describe.median), m.unit, others.join(", "), difference.unwrap_or_default()));
+            }
+            None => match &m.kruskal {
+                Some(k) => said.push(format!("No platform is ahead on {lowered} (Kruskal–Wallis p = {}).", pval(k.p))),
+                None => {}
+            },
+        }
+    }
+    if let Some(c) = r.costs.iter().min_by(|a, b| (a.usd_per_1000_images.0 + a.usd_per_1000_images.1).total_cmp(&(b.usd_per_1000_images.0 + b.usd_per_1000_images.1))) {
+        let others: Vec<String> = r.costs.iter().filter(|o| o.platform != c.platform).map(|o| format!("{} {}", o.platform, range(o.usd_per_1000_images, usd))).collect();
+        let against = if others.is_empty() { String::new() } else { format!(" (against {})", others.join(", ")) };
+        said.push(format!("Cheapest per 1,000 images at the measured throughput: {}, {} USD{against}.", c.platform, range(c.usd_per_1000_images, usd)));
+    }
+    if let Some(cap) = &r.capacity {
+        let rates: Vec<String> = cap.platforms.iter().filter_map(|p| Some(format!("{} {} req/s", p.platform, num(p.sustainable_rps?)))).collect();
+        if let (Some(target), false) = (cap.target_p99_ms, rates.is_empty()) {
+            said.push(format!("Highest sustainable rate at p99 ≤ {} ms: {}.", short(target), rates.join(", ")));
+        }
+    }
+    said.join(" ")
+}
+
 /// The report's title; it says INVALID when a platform failed a check, so no reader misses it.
 pub fn title(r: &Report) -> String {
     if r.valid { format!("Benchmark report: run {}", r.run_id) } else { format!("Benchmark report: run {} (INVALID)", r.run_id) }
@@ -305,6 +345,9 @@ pub fn blocks(r: &Report, figures: bool) -> Vec<Block> {
             r.alpha
         )),
     ];
+    b.push(Block::Heading(2, "At a glance".into()));
+    b.push(Block::Paragraph(glance(r)));
+    b.push(Block::Contents);
     b.extend(validity_blocks(r));
     b.extend([
         Block::Heading(2, "Best platform per criterion (Table 8)".into()),
