@@ -17,6 +17,8 @@ enum Value {
 
 struct Family {
     help: &'static str,
+    /// The kind of a family declared before its first series ("counter").
+    declared: Option<&'static str>,
     series: BTreeMap<String, Value>,
 }
 
@@ -40,8 +42,15 @@ fn label_set(labels: &[(&str, &str)]) -> String {
 impl Registry {
     fn with(&self, name: &'static str, help: &'static str, labels: &[(&str, &str)], new: impl FnOnce() -> Value, update: impl FnOnce(&mut Value)) {
         let mut families = self.families.lock().expect("metrics lock");
-        let family = families.entry(name).or_insert_with(|| Family { help, series: BTreeMap::new() });
+        let family = families.entry(name).or_insert_with(|| Family { help, declared: None, series: BTreeMap::new() });
         update(family.series.entry(label_set(labels)).or_insert_with(new));
+    }
+
+    /// Declares a labelled counter before its first event, so that it is exported (its HELP and
+    /// TYPE, no series) from the start: dashboards and alerts then see it exist at zero events.
+    pub fn declare_counter(&self, name: &'static str, help: &'static str) {
+        let mut families = self.families.lock().expect("metrics lock");
+        families.entry(name).or_insert_with(|| Family { help, declared: Some("counter"), series: BTreeMap::new() });
     }
 
     /// Adds `by` to a counter.
@@ -84,7 +93,10 @@ impl Registry {
                 Some(Value::Counter(_)) => "counter",
                 Some(Value::Gauge(_)) => "gauge",
                 Some(Value::Histogram { .. }) => "histogram",
-                None => continue,
+                None => match family.declared {
+                    Some(kind) => kind,
+                    None => continue,
+                },
             };
             let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} {kind}", family.help);
             for (labels, value) in &family.series {

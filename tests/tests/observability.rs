@@ -20,6 +20,44 @@ async fn scrape(port: u16, token: Option<&str>) -> Option<String> {
     Some(out)
 }
 
+/// Every metric a panel of the Grafana dashboard (`deploy/grafana/cloudbench.json`) queries is one
+/// that the coordinator, worker or collector exported in this run (a sample or a declared family),
+/// so that the dashboard cannot drift from the code.
+fn dashboard_queries_what_the_processes_export(scraped: &[&str]) {
+    let exported: std::collections::BTreeSet<&str> = scraped
+        .iter()
+        .flat_map(|body| body.lines())
+        .filter_map(|line| match line.strip_prefix("# TYPE ") {
+            Some(rest) => rest.split(' ').next(),
+            None if line.starts_with("cloudbench_") => line.split(['{', ' ']).next(),
+            None => None,
+        })
+        .collect();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/cloudbench.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 10, "{} panels", panels.len());
+    let mut queried = std::collections::BTreeSet::new();
+    for target in panels.iter().flat_map(|p| p["targets"].as_array().unwrap()) {
+        let expr = target["expr"].as_str().unwrap();
+        let mut rest = expr;
+        while let Some(at) = rest.find("cloudbench_") {
+            let name: String = rest[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            rest = &rest[at + name.len()..];
+            queried.insert(name);
+        }
+    }
+    // A histogram is exported as NAME (its TYPE line) and queried as NAME_bucket, _sum or _count.
+    let known = |name: &str| {
+        exported.contains(name) || ["_bucket", "_sum", "_count"].iter().any(|s| name.strip_suffix(s).is_some_and(|base| exported.contains(base)))
+    };
+    let missing: Vec<&String> = queried.iter().filter(|n| !known(n)).collect();
+    assert!(missing.is_empty(), "the dashboard queries metrics no process exports: {missing:?} (exported: {exported:?})");
+    for family in ["cloudbench_coordinator_batches", "cloudbench_worker_phase_seconds_bucket", "cloudbench_worker_errors_total", "cloudbench_worker_retries_total", "cloudbench_collector_messages_total"] {
+        assert!(queried.contains(family), "the dashboard has no panel on {family}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coordinator_worker_and_collector_serve_live_metrics_and_log_json() {
     let dir = tempfile::tempdir().unwrap();
@@ -91,6 +129,7 @@ async fn coordinator_worker_and_collector_serve_live_metrics_and_log_json() {
     }
     let refused = scrape(worker_port, None).await.unwrap();
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    dashboard_queries_what_the_processes_export(&[&waiting, &collected, &worker]);
 
     let logs = std::fs::read_to_string(path("worker.log")).unwrap();
     let lines: Vec<serde_json::Value> = logs.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"))).collect();

@@ -138,6 +138,11 @@ fn clock_offset_of(before: i64, theirs: i64, after: i64) -> i64 {
     before + (after - before) / 2 - theirs
 }
 
+const ERRORS_TOTAL: &str = "cloudbench_worker_errors_total";
+const ERRORS_HELP: &str = "Failed requests, by phase and kind.";
+const RETRIES_TOTAL: &str = "cloudbench_worker_retries_total";
+const RETRIES_HELP: &str = "Retried requests, by phase and kind.";
+
 /// Result of running one job's phases.
 enum Ran {
     Finished(Box<BatchMetrics>, Duration),
@@ -174,6 +179,9 @@ impl Worker {
             let _ = stop_tx.send(true);
         });
         let beat = Arc::new(Mutex::new(Beat { state: BeatState::Idle as i32, ..Default::default() }));
+        // Exported from the start, before the first failure: a dashboard's error panels find them.
+        self.telemetry.declare_counter(ERRORS_TOTAL, ERRORS_HELP);
+        self.telemetry.declare_counter(RETRIES_TOTAL, RETRIES_HELP);
         let heartbeats = tokio::spawn(self.clone().heartbeat_loop(beat.clone(), stop.clone()));
         let mut session = Session { worker: &self, beat: &beat, stop: &stop, stats: WorkerStats::default() };
         tracing::info!(worker = %self.identity.worker_id, platform = self.platform, "worker running");
@@ -440,11 +448,11 @@ impl Worker {
         let phase_name = |p: i32| proto::v1::Phase::try_from(p).map_or("unknown", |p| p.as_str_name()).trim_start_matches("PHASE_").to_ascii_lowercase();
         for c in &m.errors {
             let phase = phase_name(c.phase);
-            t.add("cloudbench_worker_errors_total", "Failed requests, by phase and kind.", &[("phase", &phase), ("kind", &c.kind)], c.count as f64);
+            t.add(ERRORS_TOTAL, ERRORS_HELP, &[("phase", &phase), ("kind", &c.kind)], c.count as f64);
         }
         for c in &m.retries {
             let phase = phase_name(c.phase);
-            t.add("cloudbench_worker_retries_total", "Retried requests, by phase and kind.", &[("phase", &phase), ("kind", &c.kind)], c.count as f64);
+            t.add(RETRIES_TOTAL, RETRIES_HELP, &[("phase", &phase), ("kind", &c.kind)], c.count as f64);
         }
     }
 
