@@ -248,3 +248,86 @@ async fn request_latencies_carry_the_delay_a_proxy_adds() {
     }
     store.delete_bucket().await.ok();
 }
+
+/// A run of `images` images of `size` bytes in batches of `batch` over several platforms at once,
+/// each (name, storage URL) with a worker of its own; returns the run's store (kept in `dir`).
+async fn platforms_run(dir: &std::path::Path, tag: &str, images: usize, size: usize, batch: u32, platforms: &[(&str, String)]) -> String {
+    let path = |p: &str| dir.join(p);
+    let ns = namespace(tag);
+    let run_id = unique(tag);
+    dataset(&path("data"), images, size);
+    let mut spec = format!("run_id = \"{run_id}\"\nmanifest = \"data/manifest.json\"\nbatch_size = {batch}\n");
+    for (name, _) in platforms {
+        spec.push_str(&format!("[[platform]]\nname = \"{name}\"\n"));
+    }
+    std::fs::write(path("run.toml"), spec).unwrap();
+    let mut collector = start_collector(&ns, &run_id, &path("store"));
+    run(Command::new(bin("coordinator")).args(["--namespace", ns.as_str(), "run"]).arg(path("run.toml")));
+    // One platform after another, so that neither's figures carry the other's load.
+    let state = state(&ns).await;
+    let batches = images.div_ceil(batch as usize) as u64;
+    let mut workers = Vec::new();
+    for (name, url) in platforms {
+        let mut worker = Command::new(bin("worker"));
+        worker
+            .args(["--namespace", ns.as_str(), "--platform", name, "--heartbeat-secs", "1", "--dataset-dir"])
+            .arg(path("data"))
+            .args(["--storage", url])
+            .stderr(Stdio::null());
+        workers.push(Child(with_cloud_env(&mut worker).spawn().unwrap()));
+        let (state, run_id) = (&state, &run_id);
+        wait_for(&format!("{name}'s batches"), Duration::from_secs(120), || async move {
+            let progress = control::RunStore::progress(state, run_id).await.ok().flatten()?;
+            let done = progress.platforms.get(*name).and_then(|c| c.get(&control::state::BatchState::Done)).copied().unwrap_or(0);
+            (done >= batches).then_some(())
+        })
+        .await;
+    }
+    wait_collected(&mut collector, Duration::from_secs(180)).await;
+    drop(workers);
+    let broker = broker().await;
+    let names: Vec<String> = platforms.iter().map(|(p, _)| p.to_string()).collect();
+    broker.delete(&ns, &names).await.unwrap();
+    broker.close().await;
+    run_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_finds_the_platform_behind_a_delay_slower_and_the_other_unchanged() {
+    // Two runs of two platforms on the same S3 server; in the second, platform "far" goes through a
+    // proxy that delays every request 25 ms: `analyzer compare` must call far's upload and
+    // download slower, significantly, and find no change on "near".
+    let target = s3_endpoint().trim_start_matches("http://").to_owned();
+    let (_proxy, address) = start_listening("delayproxy.py", &["--listen-port", "0", "--target", &target, "--delay-ms", "25"].map(String::from));
+    let bucket = store_name("compare");
+    let store = storage::S3Store::connect(s3_test_config(&bucket)).await.unwrap();
+    store.create_bucket().await.unwrap();
+    let direct = s3_url(&bucket, "");
+    let delayed = format!("s3://{bucket}?endpoint=http://{address}&path_style=true&region=us-east-1");
+    let (before, after) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // 40 images of 16 KiB in batches of 2: 20 batches a platform, 2 requests each way per batch.
+    let run_a = platforms_run(before.path(), "cmp-before", 40, 16 * 1024, 2, &[("near", direct.clone()), ("far", direct.clone())]).await;
+    let run_b = platforms_run(after.path(), "cmp-after", 40, 16 * 1024, 2, &[("near", direct.clone()), ("far", delayed)]).await;
+    let out = before.path().join("compare");
+    let result = Command::new(bin("analyzer"))
+        .args(["compare", "--run", &format!("{run_a}@{}", before.path().join("store").display()), "--run", &format!("{run_b}@{}", after.path().join("store").display())])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "{stdout}{}", String::from_utf8_lossy(&result.stderr));
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+    let row = |platform: &str, metric: &str| json["rows"].as_array().unwrap().iter().find(|r| r["platform"] == platform && r["metric"] == metric).cloned().unwrap_or_else(|| panic!("no {platform} {metric}: {json}"));
+    for metric in ["upload", "download"] {
+        let far = row("far", metric);
+        eprintln!("far {metric}: {:+.0}%, p {}", far["change"].as_f64().unwrap() * 100.0, far["p_holm"]);
+        assert_eq!(far["verdict"], "worse", "far {metric}: {far}");
+        assert!(far["p_holm"].as_f64().unwrap() < 0.01, "far {metric}: {far}");
+    }
+    for metric in ["upload", "download"] {
+        let near = row("near", metric);
+        assert_eq!(near["verdict"], "no_significant_change", "near {metric}: {near}");
+    }
+    store.delete_bucket().await.ok();
+}
