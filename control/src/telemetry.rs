@@ -28,6 +28,9 @@ pub struct Registry {
     families: Mutex<BTreeMap<&'static str, Family>>,
 }
 
+/// Seconds buckets for single requests: 1 ms to 2 minutes.
+pub const REQUEST_SECONDS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0];
+
 /// Seconds buckets for batch phases: 10 ms to 20 minutes.
 pub const PHASE_SECONDS: &[f64] = &[0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0];
 
@@ -73,14 +76,19 @@ impl Registry {
 
     /// Records one observation in a histogram with the given upper bounds.
     pub fn observe(&self, name: &'static str, help: &'static str, labels: &[(&str, &str)], bounds: &'static [f64], value: f64) {
+        self.observe_n(name, help, labels, bounds, value, 1);
+    }
+
+    /// Records `n` observations of `value` (a bucket of a finer histogram, say) at once.
+    pub fn observe_n(&self, name: &'static str, help: &'static str, labels: &[(&str, &str)], bounds: &'static [f64], value: f64, n: u64) {
         let new = || Value::Histogram { bounds, counts: vec![0; bounds.len()], sum: 0.0, count: 0 };
         self.with(name, help, labels, new, |v| {
             if let Value::Histogram { bounds, counts, sum, count } = v {
                 if let Some(i) = bounds.iter().position(|b| value <= *b) {
-                    counts[i] += 1;
+                    counts[i] += n;
                 }
-                *sum += value;
-                *count += 1;
+                *sum += value * n as f64;
+                *count += n;
             }
         });
     }
@@ -189,6 +197,19 @@ mod tests {
         assert!(text.contains("busy 1\n"));
         assert!(text.contains("phase_seconds_bucket{phase=\"upload\",le=\"1\"} 1\nphase_seconds_bucket{phase=\"upload\",le=\"+Inf\"} 2\n"), "{text}");
         assert!(text.contains("phase_seconds_count{phase=\"upload\"} 2"));
+    }
+
+    #[test]
+    fn many_observations_at_once_and_declared_counters_render() {
+        let r = Registry::default();
+        r.observe_n("request_seconds", "Requests.", &[], &[0.001, 0.01], 0.003, 5);
+        r.declare_counter("errors_total", "Errors.");
+        let text = r.render();
+        assert!(text.contains("request_seconds_bucket{le=\"0.001\"} 0\nrequest_seconds_bucket{le=\"0.01\"} 5\n"), "{text}");
+        assert!(text.contains("request_seconds_sum 0.015") && text.contains("request_seconds_count 5"), "{text}");
+        assert!(text.contains("# HELP errors_total Errors.\n# TYPE errors_total counter\n"), "{text}");
+        r.add("errors_total", "Errors.", &[("kind", "timeout")], 1.0);
+        assert!(r.render().contains("errors_total{kind=\"timeout\"} 1"));
     }
 
     #[tokio::test]

@@ -53,7 +53,7 @@ fn dashboard_queries_what_the_processes_export(scraped: &[&str]) {
     };
     let missing: Vec<&String> = queried.iter().filter(|n| !known(n)).collect();
     assert!(missing.is_empty(), "the dashboard queries metrics no process exports: {missing:?} (exported: {exported:?})");
-    for family in ["cloudbench_coordinator_batches", "cloudbench_worker_phase_seconds_bucket", "cloudbench_worker_errors_total", "cloudbench_worker_retries_total", "cloudbench_collector_messages_total"] {
+    for family in ["cloudbench_coordinator_batches", "cloudbench_worker_phase_seconds_bucket", "cloudbench_worker_request_seconds_bucket", "cloudbench_worker_errors_total", "cloudbench_worker_retries_total", "cloudbench_collector_messages_total"] {
         assert!(queried.contains(family), "the dashboard has no panel on {family}");
     }
 }
@@ -121,6 +121,8 @@ async fn coordinator_worker_and_collector_serve_live_metrics_and_log_json() {
         "cloudbench_worker_phase_seconds_count{phase=\"upload\"} 4",
         "cloudbench_worker_phase_seconds_count{phase=\"download\"} 4",
         "cloudbench_worker_requests_total{phase=\"upload\"} 16",
+        "cloudbench_worker_request_seconds_count{phase=\"upload\"} 16",
+        "cloudbench_worker_request_seconds_count{phase=\"download\"} 16",
         "cloudbench_worker_images_total 16",
         "cloudbench_worker_bytes_total{phase=\"upload\"} 400000",
         "cloudbench_worker_busy 0",
