@@ -58,3 +58,13 @@ async fn the_readme_run_works_end_to_end_with_the_binaries() {
     broker.delete(&ns, &["fast".into(), "durable".into()]).await.unwrap();
     broker.close().await;
 }
+
+#[test]
+fn a_binary_that_outlives_its_deadline_is_killed_and_fails_its_test() {
+    let started = std::time::Instant::now();
+    let caught = std::panic::catch_unwind(|| run_ok_within(std::process::Command::new("sleep").arg("60"), std::time::Duration::from_millis(500)));
+    let message = caught.expect_err("a process past its deadline fails the test");
+    let text = message.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(text.contains("still running after 500ms: killed"), "{text}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "killed at its deadline, not waited for");
+}

@@ -141,12 +141,48 @@ pub fn export_rows(run_id: &str, store: &Path) -> Vec<serde_json::Value> {
     serde_json::from_str(&out).unwrap()
 }
 
+/// Longest a binary run by [`run_ok`] may take: a stuck process fails its test instead of hanging CI.
+pub const RUN_DEADLINE: Duration = Duration::from_secs(300);
+
 /// Runs a binary with the services' addresses set and returns its standard output; fails the test,
-/// with its standard error, when it exits unsuccessfully.
+/// with its standard error, when it exits unsuccessfully or is still running after [`RUN_DEADLINE`]
+/// (then it is killed).
 pub fn run_ok(cmd: &mut std::process::Command) -> String {
-    let out = cmd.env("AMQP_URL", amqp_url()).env("REDIS_URL", redis_url()).output().unwrap();
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    run_ok_within(cmd, RUN_DEADLINE)
+}
+
+/// [`run_ok`] with a deadline of its own.
+pub fn run_ok_within(cmd: &mut std::process::Command, limit: Duration) -> String {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd.env("AMQP_URL", amqp_url()).env("REDIS_URL", redis_url()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Both pipes are drained as the child writes, so that a full pipe cannot stall it.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} still running after {limit:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    assert!(status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&stderr));
+    String::from_utf8(stdout).unwrap()
 }
 
 pub fn amqp_url() -> String {
