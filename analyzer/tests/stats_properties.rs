@@ -88,6 +88,13 @@ proptest! {
 
     #[test]
     fn the_stats_command_answers_any_text(text in "[ -~\\n\\t]{0,300}") {
-        let _ = analyzer::stats::cli::run(&text, analyzer::stats::cli::Format::Markdown);
+        // A table for samples it can read, else one line saying why.
+        match analyzer::stats::cli::run(&text, analyzer::stats::cli::Format::Markdown) {
+            Ok(out) => prop_assert!(out.contains('|'), "{out}"),
+            Err(e) => {
+                let line = e.to_string();
+                prop_assert!(!line.is_empty() && !line.contains('\n'), "{line:?}");
+            }
+        }
     }
 }

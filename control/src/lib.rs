@@ -6,6 +6,8 @@
 //!   [`RedisStore`] and [`MemoryStore`]; the transition rules themselves are pure, in [`state::rules`].
 //! - [`sweep`]: load sweeps and the search for the highest rate meeting a target (pure).
 //! - [`consume`]: the reconnecting consumer loop shared by workers and the collector.
+//! - [`dead`]: jobs the broker dead-lettered at their delivery limit, failed in the run state.
+//! - [`telemetry`]: the processes' live metrics (Prometheus text) served at `/metrics`.
 //! - [`process`]: logging, runtime, error line and signals shared by every binary.
 //! - [`Namespace`] names every queue and key, so concurrent deployments and tests never collide.
 //! - [`redact`] strips credentials from URLs before they reach a log line.

@@ -129,6 +129,12 @@ impl Registry {
     }
 }
 
+/// Compares a presented secret with the expected one in time that depends only on their lengths,
+/// so that the comparison does not tell a prober how much of a guess was right.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
+}
+
 /// Serves `registry` at `GET /metrics` on `addr` (port 0 picks one); returns the bound address.
 /// With `token`, requests must carry `Authorization: Bearer TOKEN`.
 pub async fn serve(addr: SocketAddr, registry: Arc<Registry>, token: Option<String>) -> std::io::Result<SocketAddr> {
@@ -157,8 +163,9 @@ pub async fn serve(addr: SocketAddr, registry: Arc<Registry>, token: Option<Stri
                 }
                 let text = String::from_utf8_lossy(&head);
                 let authorized = token.as_ref().as_ref().is_none_or(|t| {
+                    let expected = format!("Bearer {t}");
                     text.lines().any(|l| {
-                        l.split_once(':').is_some_and(|(k, v)| k.eq_ignore_ascii_case("authorization") && v.trim() == format!("Bearer {t}"))
+                        l.split_once(':').is_some_and(|(k, v)| k.eq_ignore_ascii_case("authorization") && same_secret(v.trim().as_bytes(), expected.as_bytes()))
                     })
                 });
                 let (status, body) = if !text.starts_with("GET /metrics ") {
@@ -210,6 +217,12 @@ mod tests {
         assert!(text.contains("# HELP errors_total Errors.\n# TYPE errors_total counter\n"), "{text}");
         r.add("errors_total", "Errors.", &[("kind", "timeout")], 1.0);
         assert!(r.render().contains("errors_total{kind=\"timeout\"} 1"));
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"Bearer t0k", b"Bearer t0k"));
+        assert!(!same_secret(b"Bearer t0j", b"Bearer t0k") && !same_secret(b"Bearer t0", b"Bearer t0k") && !same_secret(b"", b"x"));
     }
 
     #[tokio::test]

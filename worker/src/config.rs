@@ -249,8 +249,16 @@ mod properties {
 
         #[test]
         fn any_store_or_endpoint_url_is_parsed_or_refused(url in prop_oneof!["(s3|azure|https?|sagemaker|local|file)://[a-zA-Z0-9._%@:/?&=-]{0,60}", "[ -~]{0,60}"]) {
-            let _ = StorageConfig::from_url(&url);
-            let _ = TargetConfig::from_url(&url);
+            // Accepted only with a scheme the parser knows; refused in one line that names the URL.
+            match StorageConfig::from_url(&url) {
+                // Without a scheme it is a folder; with one, only s3, azure and file.
+                Ok(_) => prop_assert!(!url.contains("://") || ["s3://", "azure://", "file://"].iter().any(|p| url.starts_with(p)), "{url}"),
+                Err(e) => prop_assert!(!e.is_empty() && !e.contains('\n'), "{e:?}"),
+            }
+            match TargetConfig::from_url(&url) {
+                Ok(_) => prop_assert!(["http:", "https:", "sagemaker:", "local:"].iter().any(|p| url.starts_with(p)), "{url}"),
+                Err(e) => prop_assert!(e.contains(&format!("{url:?}")) && !e.contains('\n'), "{e:?}"),
+            }
         }
     }
 }

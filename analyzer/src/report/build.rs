@@ -524,17 +524,9 @@ fn requirement_rows(requirements: &Requirements, platforms: &[String], scores: &
         .collect()
 }
 
-/// Least-squares slope of `points` (x, y); 0 for fewer than two points.
+/// Least-squares slope of the round medians (round, median).
 fn slope(points: &[(u32, f64)]) -> f64 {
-    let n = points.len() as f64;
-    if points.len() < 2 {
-        return 0.0;
-    }
-    let mx = points.iter().map(|(x, _)| f64::from(*x)).sum::<f64>() / n;
-    let my = points.iter().map(|(_, y)| y).sum::<f64>() / n;
-    let sxy: f64 = points.iter().map(|(x, y)| (f64::from(*x) - mx) * (y - my)).sum();
-    let sxx: f64 = points.iter().map(|(x, _)| (f64::from(*x) - mx).powi(2)).sum();
-    if sxx == 0.0 { 0.0 } else { sxy / sxx }
+    stats::least_squares_slope(&points.iter().map(|(x, y)| (f64::from(*x), *y)).collect::<Vec<_>>())
 }
 
 fn rounds(rows: &[BatchRow], platforms: &[String], min_segment: usize) -> Vec<RoundTrend> {

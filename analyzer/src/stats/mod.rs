@@ -8,6 +8,7 @@
 //! - [`cliffs_delta`]: Cliff's dominance effect size.
 //! - [`bootstrap_median`], [`bootstrap_median_difference`]: seeded percentile-bootstrap intervals.
 //! - [`change_points`]: PELT on ranks, for regime changes within a run.
+//! - [`least_squares_slope`]: the trend of a series of points.
 //! - [`cli`]: the `analyzer stats` command as text in, text out.
 //!
 //! Every function is pure and validates its input. Values are plain numbers: negative values are
@@ -25,6 +26,7 @@ mod dunn;
 mod kruskal;
 mod mann_whitney;
 mod ranks;
+mod trend;
 
 pub use bootstrap::{Interval, bootstrap_median, bootstrap_median_difference, median_replicates, percentile_interval};
 pub use change_points::{ChangePoint, change_points};
@@ -33,6 +35,7 @@ pub use describe::{Descriptives, describe, quantile};
 pub use dunn::{DunnPair, dunn_holm, holm};
 pub use kruskal::{Kruskal, epsilon_squared, kruskal};
 pub use mann_whitney::{MannWhitney, mann_whitney};
+pub use trend::least_squares_slope;
 
 /// Says why a statistic cannot be computed from the given input.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
