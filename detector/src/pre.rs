@@ -8,10 +8,37 @@ use crate::post::Letterbox;
 /// Grey of the letterbox padding, ultralytics' value.
 pub const PAD: u8 = 114;
 
-/// An image that cannot be used, saying why.
+/// An image that cannot be used, saying why, and of which kind its fault is (a server answers 413
+/// for an image too large, 400 for the others).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ImageError(String);
+#[error("{message}")]
+pub struct ImageError {
+    message: String,
+    kind: ImageFault,
+}
+
+/// What is wrong with an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFault {
+    /// Not an image, or corrupt.
+    Unreadable,
+    /// An image format other than JPEG and PNG.
+    Unsupported,
+    /// More pixels than allowed.
+    TooLarge,
+    /// No pixels.
+    Empty,
+}
+
+impl ImageError {
+    fn new(kind: ImageFault, message: String) -> Self {
+        Self { message, kind }
+    }
+
+    pub fn kind(&self) -> ImageFault {
+        self.kind
+    }
+}
 
 /// A decoder's message on one line (the image crate's can span several), for logs and JSON errors.
 fn one_line(e: impl std::fmt::Display) -> String {
@@ -22,22 +49,25 @@ fn one_line(e: impl std::fmt::Display) -> String {
 pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, ImageError> {
     let reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| ImageError(format!("cannot read the image: {}", one_line(e))))?;
+        .map_err(|e| ImageError::new(ImageFault::Unreadable, format!("cannot read the image: {}", one_line(e))))?;
     match reader.format() {
         Some(image::ImageFormat::Jpeg | image::ImageFormat::Png) => {}
-        Some(other) => return Err(ImageError(format!("{other:?} images are not supported (JPEG or PNG)"))),
-        None => return Err(ImageError("not a JPEG or PNG image".into())),
+        Some(other) => return Err(ImageError::new(ImageFault::Unsupported, format!("{other:?} images are not supported (JPEG or PNG)"))),
+        None => return Err(ImageError::new(ImageFault::Unreadable, "not a JPEG or PNG image".into())),
     }
-    let (width, height) = reader.into_dimensions().map_err(|e| ImageError(format!("corrupt image: {}", one_line(e))))?;
-    if u64::from(width) * u64::from(height) > max_pixels || width == 0 || height == 0 {
-        return Err(ImageError(format!("image of {width}×{height} pixels is over the limit of {max_pixels} pixels or empty")));
+    let (width, height) = reader.into_dimensions().map_err(|e| ImageError::new(ImageFault::Unreadable, format!("corrupt image: {}", one_line(e))))?;
+    if width == 0 || height == 0 {
+        return Err(ImageError::new(ImageFault::Empty, format!("image of {width}×{height} pixels is empty")));
     }
-    let mut reader = ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| ImageError(one_line(e)))?;
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(ImageError::new(ImageFault::TooLarge, format!("image of {width}×{height} pixels is over the limit of {max_pixels} pixels")));
+    }
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| ImageError::new(ImageFault::Unreadable, one_line(e)))?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(width);
     limits.max_image_height = Some(height);
     reader.limits(limits);
-    let image: DynamicImage = reader.decode().map_err(|e| ImageError(format!("corrupt image: {}", one_line(e))))?;
+    let image: DynamicImage = reader.decode().map_err(|e| ImageError::new(ImageFault::Unreadable, format!("corrupt image: {}", one_line(e))))?;
     Ok(image.into_rgb8())
 }
 
@@ -95,7 +125,9 @@ mod tests {
         let mut png = Vec::new();
         RgbImage::new(8, 8).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
         assert_eq!(decode(&png, 64).unwrap().dimensions(), (8, 8));
-        assert!(decode(&png, 63).unwrap_err().to_string().contains("over the limit"));
+        let too_large = decode(&png, 63).unwrap_err();
+        assert!(too_large.to_string().contains("over the limit") && too_large.kind() == ImageFault::TooLarge);
+        assert_eq!(decode(b"not an image", 1 << 20).unwrap_err().kind(), ImageFault::Unreadable);
         assert!(decode(&png[..png.len() / 2], 64).unwrap_err().to_string().contains("corrupt"));
         assert!(decode(b"GIF89a....", 64).is_err());
         assert!(decode(b"plain text", 64).unwrap_err().to_string().contains("not a JPEG or PNG"));

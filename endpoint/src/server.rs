@@ -248,13 +248,13 @@ async fn detect(
             .images
             .iter()
             .enumerate()
-            .map(|(i, bytes)| detector::pre::decode(bytes, max_pixels).map_err(|e| (i, e.to_string())))
+            .map(|(i, bytes)| detector::pre::decode(bytes, max_pixels).map_err(|e| (i, e)))
             .collect::<Result<Vec<_>, _>>()
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(|(i, e)| {
-        let status = if e.contains("over the limit") { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+        let status = if e.kind() == detector::pre::ImageFault::TooLarge { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
         ApiError::new(status, format!("image {i}: {e}"))
     })?;
     let mut pending = Vec::with_capacity(images.len());
