@@ -141,6 +141,16 @@ pub fn export_rows(run_id: &str, store: &Path) -> Vec<serde_json::Value> {
     serde_json::from_str(&out).unwrap()
 }
 
+/// Runs blocking work (waiting on a child process, polling a port) so that it does not stall the
+/// async runtime it is called from: on a multi-threaded runtime the thread's other tasks move to
+/// other threads first (`block_in_place`); elsewhere it simply runs.
+pub fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// Longest a binary run by [`run_ok`] may take: a stuck process fails its test instead of hanging CI.
 pub const RUN_DEADLINE: Duration = Duration::from_secs(300);
 
@@ -153,6 +163,10 @@ pub fn run_ok(cmd: &mut std::process::Command) -> String {
 
 /// [`run_ok`] with a deadline of its own.
 pub fn run_ok_within(cmd: &mut std::process::Command, limit: Duration) -> String {
+    blocking(|| run_ok_blocking(cmd, limit))
+}
+
+fn run_ok_blocking(cmd: &mut std::process::Command, limit: Duration) -> String {
     use std::io::Read;
     use std::process::Stdio;
     let mut child = cmd.env("AMQP_URL", amqp_url()).env("REDIS_URL", redis_url()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
@@ -498,13 +512,17 @@ impl PrivateRedis {
             .spawn()
             .expect("redis-server must be installed (scripts/test.sh installs it)");
         self.child = Some(Child(child));
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("private redis-server did not start on port {}", self.port);
+        let port = self.port;
+        let up = blocking(|| {
+            (0..200).any(|_| {
+                let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+                if !ok {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                ok
+            })
+        });
+        assert!(up, "private redis-server did not start on port {port}");
     }
 
     pub fn kill(&mut self) {
@@ -569,11 +587,18 @@ impl PrivateRabbit {
             .expect("rabbitmq-server must be installed (scripts/test.sh installs it)");
         self.child = Some(Child(child));
         let deadline = Instant::now() + Duration::from_secs(90);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+        let port = self.port;
+        let up = blocking(|| {
+            while Instant::now() < deadline {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
-            std::thread::sleep(Duration::from_millis(100));
+            false
+        });
+        if up {
+            return;
         }
         panic!("private RabbitMQ node {} did not listen on port {} within 90 s; logs in {}", self.node, self.port, at("log").display());
     }
@@ -583,9 +608,11 @@ impl PrivateRabbit {
         if let Some(mut child) = self.child.take() {
             unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
             let deadline = Instant::now() + Duration::from_secs(60);
-            while child.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            blocking(|| {
+                while child.0.try_wait().unwrap().is_none() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
             // Dropping the child kills what is left of it.
         }
     }
