@@ -122,17 +122,13 @@ impl HttpAuth {
 
     /// Reads the token now; an empty or missing one is an error naming where it was looked for.
     pub fn token(&self) -> Result<Secret, String> {
-        let value = match (&self.env, &self.file) {
-            (Some(var), _) => std::env::var(var).map_err(|_| format!("endpoint token: environment variable {var} is not set"))?,
-            (None, Some(path)) => {
-                std::fs::read_to_string(path).map_err(|e| format!("endpoint token file {}: {e}", path.display()))?.trim().to_owned()
-            }
-            (None, None) => return Err("endpoint auth needs env or file".into()),
-        };
-        if value.is_empty() {
-            return Err("endpoint token is empty".into());
+        let file = if self.env.is_some() { None } else { self.file.as_deref() };
+        match (&self.env, file) {
+            (None, None) => Err("endpoint auth needs env or file".into()),
+            (var, file) => storage::read_secret(var.as_deref(), file)
+                .map_err(|e| format!("endpoint token: {e}"))?
+                .ok_or_else(|| format!("endpoint token: environment variable {} is not set or empty", var.as_deref().unwrap_or(""))),
         }
-        Ok(Secret::new(value))
     }
 }
 

@@ -9,7 +9,6 @@ use anyhow::Context;
 use clap::Parser;
 use detector::{Detector, PostOptions};
 use endpoint::{BatchConfig, ServerConfig, TargetConfig};
-use storage::Secret;
 
 /// Serves YOLOv8 over HTTP: SageMaker's /ping and /invocations, App Service's /score, a web page at /.
 #[derive(Debug, Parser)]
@@ -92,14 +91,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("--imgsz must be a positive multiple of 32");
     }
     model.input_size = args.imgsz;
-    let token = match (&args.token_file, std::env::var("CLOUDBENCH_ENDPOINT_TOKEN").ok()) {
-        (Some(path), _) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("token file {}", path.display()))?;
-            Some(Secret::new(text.trim()))
-        }
-        (None, Some(value)) if !value.is_empty() => Some(Secret::new(value)),
-        _ => None,
-    };
+    let token = storage::read_secret(Some("CLOUDBENCH_ENDPOINT_TOKEN"), args.token_file.as_deref()).map_err(anyhow::Error::msg)?;
     let mut targets = Vec::new();
     for spec in &args.targets {
         let (name, url) = spec.split_once('=').with_context(|| format!("--target {spec:?}: give NAME=URL"))?;

@@ -26,7 +26,7 @@ pub use config::StorageConfig;
 pub use local::LocalDirStore;
 pub use retry::{Attempted, RetryPolicy};
 pub use s3::{AwsAccess, S3Config, S3Store, StaticCredentials, aws_sdk_config};
-pub use secret::{Secret, secret_from};
+pub use secret::{Secret, read_secret, secret_from};
 
 /// What went wrong with a storage (or model endpoint) request, in terms the caller can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

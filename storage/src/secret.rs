@@ -30,17 +30,25 @@ impl fmt::Display for Secret {
     }
 }
 
-/// Reads a secret from the environment variable `var` or, when `file` is given, from that file
-/// (trailing newline trimmed). The error names where it looked, never the value.
-pub fn secret_from(var: &str, file: Option<&std::path::Path>) -> Result<Secret, String> {
+/// Reads a secret, the one rule every credential of the system follows: from `file` when one is
+/// given (whitespace around it trimmed: editors and `kubectl create secret` add newlines), else from
+/// the environment variable `var`. An empty or unreadable file is an error naming the file; an
+/// unset or empty variable is `Ok(None)`. Errors name where they looked, never a value.
+pub fn read_secret(var: Option<&str>, file: Option<&std::path::Path>) -> Result<Option<Secret>, String> {
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).map_err(|e| format!("reading secret file {}: {e}", path.display()))?;
-        return Ok(Secret::new(text.trim_end_matches(['\r', '\n'])));
+        let value = text.trim();
+        if value.is_empty() {
+            return Err(format!("secret file {} is empty", path.display()));
+        }
+        return Ok(Some(Secret::new(value)));
     }
-    match std::env::var(var) {
-        Ok(value) if !value.is_empty() => Ok(Secret::new(value)),
-        _ => Err(format!("environment variable {var} is not set")),
-    }
+    Ok(var.and_then(|v| std::env::var(v).ok()).filter(|v| !v.is_empty()).map(Secret::new))
+}
+
+/// [`read_secret`] for a secret that must be there: an unset variable is an error naming it.
+pub fn secret_from(var: &str, file: Option<&std::path::Path>) -> Result<Secret, String> {
+    read_secret(Some(var), file)?.ok_or_else(|| format!("environment variable {var} is not set"))
 }
 
 #[cfg(test)]
@@ -52,5 +60,19 @@ mod tests {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn one_rule_for_files_and_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let (padded, empty) = (dir.path().join("padded"), dir.path().join("empty"));
+        std::fs::write(&padded, "  s3cr3t\r\n").unwrap();
+        std::fs::write(&empty, "\n").unwrap();
+        assert_eq!(read_secret(None, Some(&padded)).unwrap().unwrap().expose(), "s3cr3t");
+        let err = read_secret(None, Some(&empty)).unwrap_err();
+        assert!(err.contains("is empty") && err.contains(&empty.display().to_string()), "{err}");
+        assert!(read_secret(None, Some(&dir.path().join("missing"))).unwrap_err().contains("reading secret file"));
+        assert!(read_secret(Some("CLOUDBENCH_TEST_SECRET_SURELY_UNSET"), None).unwrap().is_none());
+        assert!(secret_from("CLOUDBENCH_TEST_SECRET_SURELY_UNSET", None).unwrap_err().contains("CLOUDBENCH_TEST_SECRET_SURELY_UNSET is not set"));
     }
 }
