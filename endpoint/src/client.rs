@@ -538,7 +538,8 @@ impl Invoker for LocalInvoker {
             .map_err(|_| StorageError::new(ErrorKind::Unavailable, "the model thread stopped"))?;
         let response = crate::server::response(vec![answer], &self.info, &self.names);
         let detections = response.predictions.iter().map(|p| p.detections.len()).sum();
-        let server_ms = response.inference_ms;
+        // The same split as an HTTP endpoint's answer: the model's time and the wait before it.
+        let server_ms = response.inference_ms + response.queue_ms;
         let body = Bytes::from(serde_json::to_vec(&response).map_err(|e| StorageError::new(ErrorKind::Other, e.to_string()))?);
         Ok(Invoked { body, detections: Some(detections), server_ms: Some(server_ms), model_sha256: Some(self.info.sha256.clone()) })
     }
