@@ -60,6 +60,17 @@ pub fn decode(bytes: &[u8]) -> Result<Histogram<u64>, String> {
     Ok(h)
 }
 
+/// Merges encoded histograms (an empty slice is an empty histogram; one that does not decode is
+/// left out) into one; `None` when nothing was recorded in any of them.
+pub fn merge<'a>(encoded: impl IntoIterator<Item = &'a [u8]>) -> Option<Histogram<u64>> {
+    let mut merged = new_histogram();
+    for h in encoded.into_iter().filter_map(|bytes| decode(bytes).ok()) {
+        // Both grow on their own (`auto`), so adding cannot fail for want of range.
+        let _ = merged.add(h);
+    }
+    (!merged.is_empty()).then_some(merged)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -311,16 +311,10 @@ fn latency(platforms: &[String], metrics: &[&BatchMetrics]) -> Vec<LatencyRow> {
     let mut out = Vec::new();
     for platform in platforms {
         for phase in ["upload", "download", "inference"] {
-            let mut merged = proto::latency::new_histogram();
-            for m in metrics.iter().filter(|m| &m.platform == platform) {
-                let timing = phases(m).into_iter().find(|(name, _)| *name == phase).and_then(|(_, t)| t.as_ref());
-                if let Some(h) = timing.and_then(|t| proto::latency::decode(&t.latency_histogram).ok()) {
-                    let _ = merged.add(h);
-                }
-            }
-            if merged.is_empty() {
-                continue;
-            }
+            let timings = metrics.iter().filter(|m| &m.platform == platform).filter_map(|m| {
+                phases(m).into_iter().find(|(name, _)| *name == phase).and_then(|(_, t)| t.as_ref()).map(|t| t.latency_histogram.as_slice())
+            });
+            let Some(merged) = proto::latency::merge(timings) else { continue };
             let ms = |q: f64| merged.value_at_quantile(q) as f64 / 1000.0;
             out.push(LatencyRow { platform: platform.clone(), phase, requests: merged.len(), p50_ms: ms(0.5), p90_ms: ms(0.9), p99_ms: ms(0.99), p999_ms: ms(0.999) });
         }
@@ -335,15 +329,7 @@ fn server_split(platforms: &[String], metrics: &[&BatchMetrics]) -> Vec<ServerSp
         if phases.is_empty() {
             continue;
         }
-        let merge = |get: fn(&PhaseTiming) -> &[u8]| {
-            let mut h = proto::latency::new_histogram();
-            for p in &phases {
-                if let Ok(one) = proto::latency::decode(get(p)) {
-                    let _ = h.add(one);
-                }
-            }
-            (!h.is_empty()).then_some(h)
-        };
+        let merge = |get: fn(&PhaseTiming) -> &[u8]| proto::latency::merge(phases.iter().map(|p| get(p)));
         let (server, outside) = (merge(|p| &p.server_histogram), merge(|p| &p.outside_histogram));
         let q = |h: &Option<hdrhistogram::Histogram<u64>>, q: f64| h.as_ref().map(|h| h.value_at_quantile(q) as f64 / 1000.0);
         out.push(ServerSplitRow {

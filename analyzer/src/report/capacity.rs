@@ -123,16 +123,6 @@ fn mode_of(m: &BatchMetrics) -> Option<(&'static str, f64)> {
     }
 }
 
-fn merged<'a>(histograms: impl Iterator<Item = &'a [u8]>) -> Option<hdrhistogram::Histogram<u64>> {
-    let mut h = proto::latency::new_histogram();
-    for bytes in histograms.filter(|b| !b.is_empty()) {
-        if let Ok(one) = proto::latency::decode(bytes) {
-            let _ = h.add(one);
-        }
-    }
-    (!h.is_empty()).then_some(h)
-}
-
 fn ms(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
@@ -167,9 +157,9 @@ pub fn capacity(metrics: &[&BatchMetrics], catalog: &Catalog, target: Option<Tar
         .into_iter()
         .filter_map(|((platform, mode, bits), batches)| {
             let phases: Vec<_> = batches.iter().filter_map(|m| m.inference.as_ref()).collect();
-            let latency = merged(phases.iter().map(|p| p.latency_histogram.as_slice()))?;
-            let server = merged(phases.iter().map(|p| p.server_histogram.as_slice()));
-            let outside = merged(phases.iter().map(|p| p.outside_histogram.as_slice()));
+            let latency = proto::latency::merge(phases.iter().map(|p| p.latency_histogram.as_slice()))?;
+            let server = proto::latency::merge(phases.iter().map(|p| p.server_histogram.as_slice()));
+            let outside = proto::latency::merge(phases.iter().map(|p| p.outside_histogram.as_slice()));
             let requests: u64 = phases.iter().map(|p| p.requests).sum();
             let failed: u64 = phases.iter().map(|p| p.failed).sum();
             let seconds: f64 = phases.iter().map(|p| p.duration_ns as f64 / 1e9).sum();
