@@ -181,12 +181,7 @@ pub fn history(runs: &[(String, Vec<BatchMetrics>)], options: &Options) -> Histo
 /// towards balanced segments (a step at run 20 of 30 is found at 18 when runs 18 and 19 happen to
 /// be high in the old regime); the values themselves say where.
 fn refine(series: &[f64], found: Vec<stats::ChangePoint>, min_segment: usize) -> Vec<stats::ChangePoint> {
-    let median = |v: &[f64]| {
-        let mut s = v.to_vec();
-        s.sort_by(f64::total_cmp);
-        let n = s.len();
-        if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
-    };
+    let median = |v: &[f64]| stats::describe(v).map_or(f64::NAN, |d| d.median);
     let l1 = |v: &[f64]| {
         let m = median(v);
         v.iter().map(|x| (x - m).abs()).sum::<f64>()

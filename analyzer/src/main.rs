@@ -66,15 +66,8 @@ enum Command {
         /// Requirement weights (TOML); defaults after the paper's Table 9.
         #[arg(long)]
         requirements: Option<PathBuf>,
-        /// Run spec to show in the reproducibility block; without it, the spec the run was started
-        /// with is read from the run state when a Redis URL is given.
-        #[arg(long)]
-        spec: Option<PathBuf>,
-        /// Redis URL of the run state, to read the run's spec from.
-        #[arg(long, env = "REDIS_URL")]
-        redis_url: Option<String>,
-        #[arg(long, env = "CLOUDBENCH_NAMESPACE", default_value = Namespace::DEFAULT)]
-        namespace: String,
+        #[command(flatten)]
+        spec: SpecArgs,
         /// Significance level of every test.
         #[arg(long, default_value_t = 0.05)]
         alpha: f64,
@@ -107,13 +100,8 @@ enum Command {
         /// Leaves out the first N batches of each platform, in time order, as warm-up.
         #[arg(long, value_name = "N")]
         exclude_warmup: Option<usize>,
-        /// Run spec (for a load sweep's target); else read from the run state when a Redis URL is given.
-        #[arg(long)]
-        spec: Option<PathBuf>,
-        #[arg(long, env = "REDIS_URL")]
-        redis_url: Option<String>,
-        #[arg(long, env = "CLOUDBENCH_NAMESPACE", default_value = Namespace::DEFAULT)]
-        namespace: String,
+        #[command(flatten)]
+        spec: SpecArgs,
         #[command(flatten)]
         capacity: CapacityArgs,
     },
@@ -217,20 +205,36 @@ impl CapacityArgs {
     }
 }
 
-/// The run spec from a file, or from the run state when a Redis URL is given (a warning, not an
-/// error, when it is not there).
-async fn read_spec(spec: Option<PathBuf>, redis_url: Option<String>, namespace: &str, run: &str) -> anyhow::Result<Option<String>> {
-    Ok(match (spec, redis_url) {
-        (Some(p), _) => Some(std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?),
-        (None, Some(url)) => match RedisStore::connect(&url, Namespace::new(namespace)?).await {
-            Ok(state) => state.spec(run).await.inspect_err(|e| tracing::warn!(error = %e, "run spec not in the run state")).ok(),
-            Err(e) => {
-                tracing::warn!(error = %e, "run state unreachable; the report has no run spec");
-                None
-            }
-        },
-        (None, None) => None,
-    })
+/// Where the run's spec comes from: a file, or the run state.
+#[derive(clap::Args)]
+struct SpecArgs {
+    /// Run spec (shown in the reproducibility block; a load sweep's target); without it, the spec
+    /// the run was started with is read from the run state when a Redis URL is given.
+    #[arg(long)]
+    spec: Option<PathBuf>,
+    /// Redis URL of the run state, to read the run's spec from.
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: Option<String>,
+    #[arg(long, env = "CLOUDBENCH_NAMESPACE", default_value = Namespace::DEFAULT)]
+    namespace: String,
+}
+
+impl SpecArgs {
+    /// The run spec from the file, or from the run state when a Redis URL is given (a warning, not
+    /// an error, when it is not there).
+    async fn read(self, run: &str) -> anyhow::Result<Option<String>> {
+        Ok(match (self.spec, self.redis_url) {
+            (Some(p), _) => Some(std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?),
+            (None, Some(url)) => match RedisStore::connect(&url, Namespace::new(&self.namespace)?).await {
+                Ok(state) => state.spec(run).await.inspect_err(|e| tracing::warn!(error = %e, "run spec not in the run state")).ok(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "run state unreachable; the report has no run spec");
+                    None
+                }
+            },
+            (None, None) => None,
+        })
+    }
 }
 
 /// A date (YYYY-MM-DD, UTC midnight) or Unix seconds, as Unix seconds.
@@ -360,7 +364,7 @@ async fn run(cli: Cli, status: &mut i32) -> anyhow::Result<()> {
                 None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
             }
         }
-        Command::Report { store, run, out, catalog, requirements, spec, redis_url, namespace, alpha, seed, exclude_warmup, strict, capacity } => {
+        Command::Report { store, run, out, catalog, requirements, spec, alpha, seed, exclude_warmup, strict, capacity } => {
             use analyzer::report::config::{Catalog, DEFAULT_CATALOG, DEFAULT_REQUIREMENTS, Requirements};
             proto::check_name("run id", &run)?;
             if !(alpha > 0.0 && alpha < 1.0) {
@@ -375,7 +379,7 @@ async fn run(cli: Cli, status: &mut i32) -> anyhow::Result<()> {
             };
             let catalog = Catalog::parse(&read(&catalog, DEFAULT_CATALOG)?).map_err(anyhow::Error::msg)?;
             let requirements = Requirements::parse(&read(&requirements, DEFAULT_REQUIREMENTS)?).map_err(anyhow::Error::msg)?;
-            let spec = read_spec(spec, redis_url, &namespace, &run).await?;
+            let spec = spec.read(&run).await?;
             // Reading, one step per metric (bootstrap intervals and tests), the rest, rendering.
             let bar = progress_bar(analyzer::report::build_steps() as u64 + 2);
             bar.set_message("reading the metrics");
@@ -402,12 +406,12 @@ async fn run(cli: Cli, status: &mut i32) -> anyhow::Result<()> {
             }
             *status = report_status(invalid.is_some(), strict);
         }
-        Command::Check { store, run, slos, platforms, exclude_warmup, spec, redis_url, namespace, capacity } => {
+        Command::Check { store, run, slos, platforms, exclude_warmup, spec, capacity } => {
             use analyzer::report::config::{Catalog, DEFAULT_CATALOG, DEFAULT_REQUIREMENTS, Requirements};
             proto::check_name("run id", &run)?;
             let slos = slos.iter().map(|s| analyzer::check::Slo::parse(s)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
             let target = capacity.target()?;
-            let spec = read_spec(spec, redis_url, &namespace, &run).await?;
+            let spec = spec.read(&run).await?;
             let metrics = read_metrics(&store, &run)?;
             let catalog = Catalog::parse(DEFAULT_CATALOG).map_err(anyhow::Error::msg)?;
             let requirements = Requirements::parse(DEFAULT_REQUIREMENTS).map_err(anyhow::Error::msg)?;
