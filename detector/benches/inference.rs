@@ -4,7 +4,9 @@
 //!
 //! Each side runs in its own process (so its peak memory is its own) on the same inputs: one warm-up
 //! pass, then passes until `CLOUDBENCH_BENCH_SECONDS` (default 20) have gone by. Prints images per
-//! second, the ratio to ONNX Runtime, and peak resident memory.
+//! second, the ratio to ONNX Runtime, the GFLOP/s that is (the convolutions' FLOPs, the same model
+//! for every engine) against the peak of the host kernels' GEMM microkernel measured in the same
+//! run, and peak resident memory.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -39,9 +41,22 @@ fn main() {
     }
     let python = std::env::var("CLOUDBENCH_PYTHON").unwrap_or_else(|_| "python3".into());
     let peer = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/ort_bench.py");
-    println!("YOLOv8n {SIZE}×{SIZE}, {THREADS} threads, device {}, weights {}\n", device_name(), weights().display());
-    println!("| batch | engine | images/s | ratio to ONNX Runtime | peak RSS MiB |");
-    println!("|---:|---|---:|---:|---:|");
+    let model = YoloV8::from_weights(&Weights::load(&weights()).unwrap(), &detector::Device::flex()).unwrap();
+    let flops = model.flops(SIZE, SIZE) as f64;
+    let isa = detector::host::Isa::detect();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(THREADS).build().unwrap();
+    // The machine's peak: the convolutions' own microkernel on data in L1, on every thread at once.
+    let peak = pool.install(|| detector::host::peak_gflops(isa, 2.0));
+    println!("YOLOv8{} {SIZE}×{SIZE}, {:.2} GFLOP per image, {THREADS} threads, device {}, weights {}", model.variant(), flops / 1e9, device_name(), weights().display());
+    println!(
+        "host kernels: the gemm crate's {} GEMMs (this processor has {}); peak {peak:.1} GFLOP/s on {THREADS} threads (a 6×{} microkernel on data in L1)\n",
+        isa.name(),
+        detector::host::Isa::available().iter().map(|i| i.name()).collect::<Vec<_>>().join(", "),
+        isa.nr()
+    );
+    println!("| batch | engine | images/s | ratio to ONNX Runtime | GFLOP/s | share of peak | peak RSS MiB |");
+    println!("|---:|---|---:|---:|---:|---:|---:|");
+    let mut layers = Vec::new();
     for batch in [1usize, 8] {
         let child = |ops: &str| {
             run(Command::new(std::env::current_exe().unwrap())
@@ -49,6 +64,9 @@ fn main() {
                 .env("CLOUDBENCH_DETECTOR_OPS", ops))
         };
         let ours = child("host");
+        if let Some(list) = ours["layers"].as_array() {
+            layers = list.clone();
+        }
         // On a GPU the model runs on tensor ops anyway; the stock-Burn row is the CPU's.
         let stock = (device_name() == "flex").then(|| child("burn"));
         let theirs = run(Command::new(&python).arg(&peer).arg(weights()).args([
@@ -60,8 +78,25 @@ fn main() {
         for result in [Some(&ours), stock.as_ref(), Some(&theirs)].into_iter().flatten() {
             let rate = result["images_per_s"].as_f64().unwrap();
             let (engine, rss) = (result["engine"].as_str().unwrap(), result["peak_rss_mib"].as_f64().unwrap());
-            println!("| {batch} | {engine} | {rate:.2} | {:.2} | {rss:.0} |", rate / reference);
+            let achieved = rate * flops / 1e9;
+            println!("| {batch} | {engine} | {rate:.2} | {:.2} | {achieved:.1} | {:.0}% | {rss:.0} |", rate / reference, 100.0 * achieved / peak);
         }
+    }
+    print_layers(&layers, peak);
+}
+
+/// The convolutions of one batch-1 pass by shape, slowest first, against the peak.
+fn print_layers(layers: &[Value], peak: f64) {
+    if layers.is_empty() {
+        return;
+    }
+    let total: f64 = layers.iter().map(|l| l["ms"].as_f64().unwrap()).sum();
+    println!("\nConvolutions of one batch-1 pass, {total:.1} ms in all, slowest shapes first:\n");
+    println!("| layer (in→out k×k/stride at input) | calls | ms | GFLOP/s | share of peak |");
+    println!("|---|---:|---:|---:|---:|");
+    for l in layers.iter().take(10) {
+        let gflops = l["gflops"].as_f64().unwrap();
+        println!("| {} | {} | {:.2} | {gflops:.1} | {:.0}% |", l["shape"].as_str().unwrap(), l["calls"], l["ms"].as_f64().unwrap(), 100.0 * gflops / peak);
     }
 }
 
@@ -104,7 +139,25 @@ fn child(batch: usize) {
         }
         (passes, started.elapsed())
     });
+    // The layers, worst first: one more pass, each convolution timed.
+    let layers = (batch == 1 && !burn_ops && device_name() == "flex").then(|| {
+        let ((), calls) = pool.install(|| detector::host::profile(pass));
+        let mut by_shape: Vec<(String, u64, f64, usize)> = Vec::new();
+        for call in calls {
+            match by_shape.iter_mut().find(|(s, ..)| *s == call.shape) {
+                Some(entry) => {
+                    entry.1 += call.flops;
+                    entry.2 += call.seconds;
+                    entry.3 += 1;
+                }
+                None => by_shape.push((call.shape, call.flops, call.seconds, 1)),
+            }
+        }
+        by_shape.sort_by(|a, b| b.2.total_cmp(&a.2));
+        by_shape.iter().map(|(shape, flops, seconds, calls)| json!({"shape": shape, "calls": calls, "ms": seconds * 1e3, "gflops": *flops as f64 / seconds / 1e9})).collect::<Vec<_>>()
+    });
     let result = json!({
+        "layers": layers,
         "engine": match (device_name().as_str(), burn_ops) {
             ("flex", true) => "Burn 0.22 Flex, tensor ops only".to_string(),
             ("flex", false) => "detector (Burn 0.22 Flex + host kernels)".to_string(),

@@ -8,7 +8,7 @@
 //! - [`post`] turns its output into detections: threshold, per-class NMS, boxes in image pixels.
 
 mod detector;
-mod fast;
+pub mod host;
 pub mod model;
 pub mod post;
 pub mod pre;

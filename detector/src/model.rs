@@ -3,7 +3,7 @@
 //! The variant comes from the weights: every convolution's shape is read from its tensor, the number
 //! of bottlenecks in each C2f from the tensors present, the class count from the last class conv.
 //! Each Conv block is a convolution with bias followed by SiLU (on the CPU backend one fused host
-//! kernel, [`crate::fast`]); a state dict's BatchNorm is folded
+//! kernel, [`crate::host`]); a state dict's BatchNorm is folded
 //! into the convolution at load time (eps 1e-3, as ultralytics trains), so ONNX exports (already
 //! folded) and state dicts share one path. Output: `[B, 4 + classes, A]`, rows cx, cy, w, h in input
 //! pixels then class scores after sigmoid, anchors of stride 8, 16, 32 in row-major order.
@@ -15,7 +15,7 @@ use burn::tensor::module::{conv2d, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::fast::HostConv;
+use crate::host::HostConv;
 use crate::weights::{RawTensor, Weights, WeightsError};
 
 const BN_EPS: f32 = 1e-3;
@@ -29,7 +29,7 @@ pub const STRIDES: [usize; 3] = [8, 16, 32];
 enum Conv {
     /// Burn's `conv2d`, then SiLU as a tensor op (the GPU backends).
     Tensor { weight: Tensor<4>, bias: Tensor<1>, stride: usize, padding: usize, act: bool },
-    /// The CPU backend: GEMMs on the host with bias and SiLU fused (see [`crate::fast`]).
+    /// The CPU backend: GEMMs on the host with bias and SiLU fused (see [`crate::host`]).
     Host(Arc<HostConv>),
 }
 
@@ -39,6 +39,16 @@ impl Conv {
             Conv::Host(conv) => Some(conv),
             Conv::Tensor { .. } => None,
         }
+    }
+
+    /// Multiply-adds times two on an input of `h × w`, and the output's size.
+    fn flops(&self, h: usize, w: usize) -> (u64, usize, usize) {
+        let ([out, inp, k, _], stride, pad) = match self {
+            Conv::Host(conv) => ([conv.out, conv.inp, conv.k, conv.k], conv.stride, conv.pad),
+            Conv::Tensor { weight, stride, padding, .. } => (weight.dims(), *stride, *padding),
+        };
+        let (oh, ow) = ((h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1);
+        (2 * (out * inp * k * k * oh * ow) as u64, oh, ow)
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -66,7 +76,7 @@ impl C2f {
         if let (Some(cv1), Some(cv2)) = (self.cv1.host(), self.cv2.host()) {
             let bottlenecks: Option<Vec<_>> = self.bottlenecks.iter().map(|(a, b)| Some((a.host()?, b.host()?))).collect();
             if let Some(bottlenecks) = bottlenecks {
-                return crate::fast::c2f(cv1, &bottlenecks, self.shortcut, cv2, x);
+                return crate::host::c2f(cv1, &bottlenecks, self.shortcut, cv2, x);
             }
         }
         let mut ys = self.cv1.forward(x).chunk(2, 1);
@@ -88,7 +98,7 @@ struct Sppf {
 impl Sppf {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let pool = |t: Tensor<4>| match self.cv1.host().is_some() {
-            true => crate::fast::max_pool_same(t, 2),
+            true => crate::host::max_pool_same(t, 2),
             false => max_pool2d(t, MaxPoolOptions::new([5, 5]).with_stride([1, 1]).with_padding([2, 2])),
         };
         let x = self.cv1.forward(x);
@@ -302,6 +312,42 @@ impl YoloV8 {
 
     /// Runs the network on `[B, 3, H, W]` (RGB in [0, 1], H and W multiples of 32) and returns
     /// `[B, 4 + classes, A]`.
+    /// FLOPs of the convolutions (multiply-adds times two) of one pass over one image of `h × w`,
+    /// which are nearly all of them: what GFLOP/s figures divide.
+    pub fn flops(&self, h: usize, w: usize) -> u64 {
+        let conv = |c: &Conv, (h, w): (usize, usize)| c.flops(h, w).0;
+        let c2f = |c: &C2f, at: (usize, usize)| {
+            conv(&c.cv1, at) + c.bottlenecks.iter().map(|(a, b)| conv(a, at) + conv(b, at)).sum::<u64>() + conv(&c.cv2, at)
+        };
+        let down = |c: &Conv, (h, w): (usize, usize)| {
+            let (f, oh, ow) = c.flops(h, w);
+            (f, (oh, ow))
+        };
+        let mut total = 0;
+        let mut at = (h, w);
+        let step = |layer: usize, at: &mut (usize, usize)| {
+            let (f, next) = down(self.conv(layer), *at);
+            *at = next;
+            f
+        };
+        total += step(0, &mut at) + step(1, &mut at);
+        total += c2f(self.c2f(2), at) + step(3, &mut at);
+        let p3 = at;
+        total += c2f(self.c2f(4), at) + step(5, &mut at);
+        let p4 = at;
+        total += c2f(self.c2f(6), at) + step(7, &mut at);
+        let p5 = at;
+        total += c2f(self.c2f(8), at) + conv(&self.sppf.cv1, at) + conv(&self.sppf.cv2, at);
+        total += c2f(self.c2f(12), p4) + c2f(self.c2f(15), p3);
+        total += conv(self.conv(16), p3) + c2f(self.c2f(18), p4) + conv(self.conv(19), p4) + c2f(self.c2f(21), p5);
+        for (l, at) in [p3, p4, p5].into_iter().enumerate() {
+            for branch in [&self.head.boxes[l], &self.head.classes[l]] {
+                total += branch.iter().map(|c| conv(c, at)).sum::<u64>();
+            }
+        }
+        total
+    }
+
     pub fn forward(&self, x: Tensor<4>) -> Tensor<3> {
         let batch = x.dims()[0];
         if batch > 1 && self.host() {
@@ -318,7 +364,7 @@ impl YoloV8 {
         let p4 = self.c2f(6).forward(self.conv(5).forward(p3.clone()));
         let p5 = self.sppf.forward(self.c2f(8).forward(self.conv(7).forward(p4.clone())));
         let upsample_cat = |a: Tensor<4>, b: Tensor<4>| match self.host() {
-            true => crate::fast::upsample_cat(a, b),
+            true => crate::host::upsample_cat(a, b),
             false => Tensor::cat(vec![upsample2(a), b], 1),
         };
         let n4 = self.c2f(12).forward(upsample_cat(p5.clone(), p4));
@@ -366,7 +412,7 @@ impl YoloV8 {
         let size = bottom_right - top_left;
         let xywh = Tensor::cat(vec![centre, size], 1) * stride;
         let scores = Tensor::cat(scores, 2);
-        let scores = if self.host() { crate::fast::sigmoid(scores) } else { sigmoid(scores) };
+        let scores = if self.host() { crate::host::sigmoid(scores) } else { sigmoid(scores) };
         Tensor::cat(vec![xywh, scores], 1)
     }
 }

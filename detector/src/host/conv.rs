@@ -1,107 +1,45 @@
-//! The convolution of the CPU backend, computed on the host: GEMMs on NCHW activations with the bias
-//! and SiLU applied to each output tile while it is still in cache.
+//! The convolution: GEMMs on NCHW activations with the bias and SiLU applied to each output tile
+//! while it is still in cache.
 //!
-//! Burn Flex runs a convolution as a transpose of the whole input to NHWC (on one thread), a
-//! re-flattening of the weights (on every call), im2col and a GEMM per tile of 512 output pixels, a
-//! scatter of each tile back to NCHW, then a pass for the bias; SiLU as Burn tensor ops is two more
-//! passes with a scalar `expf`. Here the weights stay in their ONNX/PyTorch order, which is already
-//! the `[out, in·k·k]` left-hand matrix; a 1×1 convolution of stride 1 multiplies it with the input
-//! planes where they lie; any other builds the im2col columns of one tile of output pixels at a time
-//! in a per-thread buffer. Tiles of every image run in parallel on the rayon pool, each writing its
-//! own columns of the output, and each ends with one pass of bias plus SiLU over what it wrote.
-//!
-//! SiLU is `x / (1 + e^-x)` with a branch-free exponential the compiler vectorises (Cephes' range
-//! reduction and polynomial, within 2 ulp of `expf` over the range that matters), compiled for AVX2
-//! and FMA when the processor has them.
+//! The weights stay in their ONNX/PyTorch order, which is already the `[out, in·k·k]` left-hand
+//! matrix; a 1×1 convolution of stride 1 multiplies it with the input planes where they lie; any
+//! other builds the im2col columns of one tile of output pixels at a time in a per-thread buffer.
+//! Tiles of every image run in parallel on the rayon pool, each writing its own columns of the
+//! output, and each ends with one pass of bias plus SiLU over what it wrote. The GEMMs are the
+//! `gemm` crate's (the one Burn Flex uses, its AVX-512 kernels built too): an implicit GEMM of our
+//! own, the input read through the convolution's geometry instead of im2col, with the epilogue in
+//! the microkernel, was measured 10% slower over YOLOv8n's layers (see the README).
 
 use std::cell::RefCell;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
-/// e^x for x in [-87, 88], branch-free so that loops over it vectorise.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
-    // n = round(x / ln 2), by the 1.5·2^23 trick (no rounding instruction needed).
-    const ROUND: f32 = 12_582_912.0;
-    let t = x * std::f32::consts::LOG2_E + ROUND;
-    let n = t - ROUND;
-    // r = x - n·ln 2, with ln 2 in two parts for precision.
-    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let y = p * r * r + r + 1.0;
-    // 2^n from t's low mantissa bits, which hold n: integer operations only (an `as i32`
-    // conversion saturates, which compilers do one lane at a time).
-    y * f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23)
+use super::math::bias_silu;
+
+/// One convolution's call, as [`profile`] records it.
+#[derive(Debug, Clone)]
+pub struct LayerTime {
+    /// `in→out k×k/stride at h×w`, the same for every call of one layer shape.
+    pub shape: String,
+    pub flops: u64,
+    pub seconds: f64,
 }
 
-/// A tensor's values on the host (no copy when the tensor holds them alone).
-fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().try_into_vec::<f32>().expect("activations are f32")
-}
+static PROFILING: AtomicBool = AtomicBool::new(false);
+static PROFILE: Mutex<Vec<LayerTime>> = Mutex::new(Vec::new());
 
-#[inline(always)]
-fn map_portable(values: &mut [f32], f: impl Fn(f32) -> f32) {
-    values.iter_mut().for_each(|v| *v = f(*v));
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn map_avx2(values: &mut [f32], f: impl Fn(f32) -> f32) {
-    map_portable(values, f)
-}
-
-/// `v ← f(v)` for every element, compiled for AVX2 and FMA when the processor has them.
-#[inline(always)]
-fn map(values: &mut [f32], f: impl Fn(f32) -> f32) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the processor has both features, checked just above.
-        return unsafe { map_avx2(values, f) };
-    }
-    map_portable(values, f)
-}
-
-/// `v ← silu(v + bias)` for every element.
-pub fn bias_silu(values: &mut [f32], bias: f32) {
-    map(values, |v| {
-        let x = v + bias;
-        x / (1.0 + exp(-x))
-    })
-}
-
-/// The logistic sigmoid of a tensor, computed on the host.
-pub fn sigmoid<const D: usize>(t: Tensor<D>) -> Tensor<D> {
-    let (device, dims) = (t.device(), t.dims());
-    let mut values = host_values(t);
-    values.par_chunks_mut(16 * 1024).for_each(|chunk| map(chunk, |x| 1.0 / (1.0 + exp(-x))));
-    Tensor::from_data(TensorData::new(values, dims), &device)
-}
-
-/// `cat([upsample2(a), b], 1)` on the host: `a` enlarged ×2 by nearest neighbour and `b` side by
-/// side in one buffer, each written once.
-pub fn upsample_cat(a: Tensor<4>, b: Tensor<4>) -> Tensor<4> {
-    let device = a.device();
-    let ([batch, ca, h, w], [bb, cb, h2, w2]) = (a.dims(), b.dims());
-    assert!(bb == batch && h2 == 2 * h && w2 == 2 * w, "upsample_cat of {:?} and {:?}", a.dims(), b.dims());
-    let a = host_values(a);
-    let b = host_values(b);
-    let mut out = Vec::with_capacity(batch * (ca + cb) * h2 * w2);
-    for image in 0..batch {
-        for row in a[image * ca * h * w..][..ca * h * w].chunks_exact(w) {
-            // Each pixel twice across, then that row twice down.
-            out.extend(row.iter().flat_map(|&v| [v, v]));
-            out.extend_from_within(out.len() - 2 * w..);
-        }
-        out.extend_from_slice(&b[image * cb * h2 * w2..][..cb * h2 * w2]);
-    }
-    Tensor::from_data(TensorData::new(out, [batch, ca + cb, h2, w2]), &device)
+/// Runs `f`, timing every convolution it calls (on any thread) from its start to the end of its
+/// parallel loop: the profile of a pass, layer by layer. One profile at a time.
+pub fn profile<R>(f: impl FnOnce() -> R) -> (R, Vec<LayerTime>) {
+    PROFILE.lock().expect("profile").clear();
+    PROFILING.store(true, Ordering::SeqCst);
+    let result = f();
+    PROFILING.store(false, Ordering::SeqCst);
+    (result, std::mem::take(&mut *PROFILE.lock().expect("profile")))
 }
 
 fn add_bias(values: &mut [f32], bias: f32) {
@@ -121,29 +59,29 @@ pub struct HostConv {
     /// `[out, in, k, k]` flattened: row `o` is output channel `o`'s weights over `(c, ky, kx)`.
     weight: Vec<f32>,
     bias: Vec<f32>,
-    out: usize,
-    inp: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
+    pub(crate) out: usize,
+    pub(crate) inp: usize,
+    pub(crate) k: usize,
+    pub(crate) stride: usize,
+    pub(crate) pad: usize,
     silu: bool,
 }
 
 /// Where one image's convolution reads and writes, in elements.
 #[derive(Debug, Clone, Copy)]
-struct Geometry {
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
+pub(super) struct Geometry {
+    pub h: usize,
+    pub w: usize,
+    pub oh: usize,
+    pub ow: usize,
 }
 
 /// The activations of a batch in a buffer: each image's planes contiguous from `ptr + i·stride`.
 /// Shared by the tasks of a parallel loop, each of which reads or writes its own part.
 #[derive(Clone, Copy)]
-struct Planes {
-    ptr: *mut f32,
-    stride: usize,
+pub(super) struct Planes {
+    pub ptr: *mut f32,
+    pub stride: usize,
 }
 // SAFETY: tasks write disjoint elements (their own image and columns), read only what no task
 // writes, and the buffers outlive the parallel loop that uses them.
@@ -169,8 +107,14 @@ impl HostConv {
         Self { weight, bias, out, inp, k, stride, pad, silu }
     }
 
-    fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
+    pub(super) fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
         ((h + 2 * self.pad - self.k) / self.stride + 1, (w + 2 * self.pad - self.k) / self.stride + 1)
+    }
+
+    /// Multiply-adds of one image of `h × w`, times two: the FLOPs the benchmark counts.
+    pub fn flops(&self, h: usize, w: usize) -> u64 {
+        let (oh, ow) = self.output_size(h, w);
+        2 * (self.out * self.inp * self.k * self.k * oh * ow) as u64
     }
 
     /// Whether the input planes are the GEMM's right-hand matrix as they lie.
@@ -182,14 +126,14 @@ impl HostConv {
         let device = x.device();
         let [b, c, h, w] = x.dims();
         assert_eq!(c, self.inp, "input channels");
-        let input = host_values(x);
+        let input = super::host_values(x);
         let (oh, ow) = self.output_size(h, w);
         let out = self.run(&input, b, Geometry { h, w, oh, ow });
         Tensor::from_data(TensorData::new(out, [b, self.out, oh, ow]), &device)
     }
 
     /// Runs the convolution over `batch` images of `input` (NCHW) and returns the NCHW output.
-    fn run(&self, input: &[f32], batch: usize, g: Geometry) -> Vec<f32> {
+    pub(super) fn run(&self, input: &[f32], batch: usize, g: Geometry) -> Vec<f32> {
         let image = self.inp * g.h * g.w;
         assert!(input.len() >= batch * image, "{} floats for {batch} images of {image}", input.len());
         let len = batch * self.out * g.oh * g.ow;
@@ -211,7 +155,8 @@ impl HostConv {
     /// Every image of `input` must hold `in` planes of `h × w`, of `out` and `residual` `out` planes
     /// of `oh × ow`; the output planes must not overlap the input or residual planes, and nothing
     /// else may touch any of them meanwhile.
-    unsafe fn run_into(&self, input: Planes, out: Planes, residual: Option<Planes>, batch: usize, g: Geometry) {
+    pub(super) unsafe fn run_into(&self, input: Planes, out: Planes, residual: Option<Planes>, batch: usize, g: Geometry) {
+        let started = PROFILING.load(Ordering::Relaxed).then(Instant::now);
         let n = g.oh * g.ow;
         // Enough tiles for every thread to have several (the work per tile is even, so four per
         // thread keeps the last ones short), as wide as the column budget allows.
@@ -243,6 +188,11 @@ impl HostConv {
                 }
             }
         });
+        if let Some(started) = started {
+            let shape = format!("{}→{} {}×{}/{} at {}×{}", self.inp, self.out, self.k, self.k, self.stride, g.h, g.w);
+            let flops = batch as u64 * self.flops(g.h, g.w);
+            PROFILE.lock().expect("profile").push(LayerTime { shape, flops, seconds: started.elapsed().as_secs_f64() });
+        }
     }
 
     /// Computes output columns `start..start + cols` of one image into `out` (that image's
@@ -340,69 +290,6 @@ impl HostConv {
     }
 }
 
-/// A C2f block on the host. `cv1`'s output and every bottleneck's are written side by side into one
-/// buffer, which is the concatenation `cv2` reads, so nothing is split, copied or concatenated; a
-/// bottleneck's shortcut is added as its second convolution writes. Every convolution of a C2f has
-/// stride 1 and keeps the size.
-pub fn c2f(cv1: &HostConv, bottlenecks: &[(&HostConv, &HostConv)], shortcut: bool, cv2: &HostConv, x: Tensor<4>) -> Tensor<4> {
-    let device = x.device();
-    let [batch, c, h, w] = x.dims();
-    let half = cv1.out / 2;
-    let channels = cv1.out + bottlenecks.len() * half;
-    let chained = bottlenecks.iter().all(|(a, b)| a.inp == half && b.inp == a.out && b.out == half);
-    assert!(c == cv1.inp && chained && cv2.inp == channels, "C2f channels do not chain");
-    let same = |conv: &HostConv| conv.stride == 1 && conv.k == 2 * conv.pad + 1;
-    assert!(same(cv1) && same(cv2) && bottlenecks.iter().all(|(a, b)| same(a) && same(b)), "C2f convolutions keep the size");
-    let input = host_values(x);
-    let (g, plane) = (Geometry { h, w, oh: h, ow: w }, h * w);
-    let mut cat = vec![0.0f32; batch * channels * plane];
-    let base = cat.as_mut_ptr();
-    let at = |channel: usize| Planes { ptr: base.wrapping_add(channel * plane), stride: channels * plane };
-    // SAFETY: each convolution reads planes written before it and writes planes nothing reads
-    // meanwhile: cv1 channels 0..2·half, bottleneck i reads the half before its own and writes
-    // channels (2 + i)·half..(3 + i)·half; every buffer holds all its images.
-    unsafe {
-        cv1.run_into(Planes { ptr: input.as_ptr().cast_mut(), stride: c * plane }, at(0), None, batch, g);
-        for (i, (a, b)) in bottlenecks.iter().enumerate() {
-            let last = at((1 + i) * half);
-            let mut mid = Vec::<f32>::with_capacity(batch * a.out * plane);
-            let mid_planes = Planes { ptr: mid.as_mut_ptr(), stride: a.out * plane };
-            a.run_into(last, mid_planes, None, batch, g);
-            mid.set_len(batch * a.out * plane);
-            b.run_into(mid_planes, at((2 + i) * half), shortcut.then_some(last), batch, g);
-        }
-    }
-    let out = cv2.run(&cat, batch, g);
-    Tensor::from_data(TensorData::new(out, [batch, cv2.out, h, w]), &device)
-}
-
-/// Max pooling of every plane over a `(2r+1)²` window, stride 1, padded so the size is kept (padding
-/// never wins): SPPF's pooling. Separable: the maximum along rows, then along columns.
-pub fn max_pool_same(x: Tensor<4>, r: usize) -> Tensor<4> {
-    let device = x.device();
-    let [b, c, h, w] = x.dims();
-    let mut values = host_values(x);
-    values.par_chunks_mut(h * w).for_each(|plane| {
-        let mut line = vec![0.0f32; w];
-        for row in plane.chunks_exact_mut(w) {
-            line.copy_from_slice(row);
-            for (x, v) in row.iter_mut().enumerate() {
-                *v = line[x.saturating_sub(r)..(x + r + 1).min(w)].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            }
-        }
-        let rows: Vec<f32> = plane.to_vec();
-        for y in 0..h {
-            let (top, bottom) = (y.saturating_sub(r), (y + r + 1).min(h));
-            let out = &mut plane[y * w..][..w];
-            out.copy_from_slice(&rows[top * w..][..w]);
-            for other in top + 1..bottom {
-                out.iter_mut().zip(&rows[other * w..][..w]).for_each(|(o, v)| *o = o.max(*v));
-            }
-        }
-    });
-    Tensor::from_data(TensorData::new(values, [b, c, h, w]), &device)
-}
-
 /// `dst[i] = src[i·S]`, with the stride known to the compiler so that the loop vectorises.
 #[inline(always)]
 fn gather<const S: usize>(dst: &mut [f32], src: &[f32]) {
@@ -413,61 +300,10 @@ fn gather<const S: usize>(dst: &mut [f32], src: &[f32]) {
     *last = src[head.len() * S];
 }
 
+
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
-
-    #[test]
-    fn exp_is_within_two_ulp_of_the_library() {
-        let mut x = -87.0f32;
-        while x < 88.0 {
-            let (a, b) = (exp(x), x.exp());
-            assert!(((a - b) / b).abs() < 2.5e-7, "exp({x}) = {a}, library {b}");
-            x += 0.0137;
-        }
-    }
-
-    #[test]
-    fn silu_matches_its_definition() {
-        let mut v: Vec<f32> = (-2000..2000).map(|i| i as f32 / 50.0).collect();
-        let expected: Vec<f32> = v.iter().map(|x| (x + 0.5) / (1.0 + (-(x + 0.5)).exp())).collect();
-        bias_silu(&mut v, 0.5);
-        for (a, b) in v.iter().zip(&expected) {
-            assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}");
-        }
-        let device = burn::tensor::Device::flex();
-        let logits = Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), &device);
-        let probabilities = sigmoid(logits).into_data().try_into_vec::<f32>().unwrap();
-        for (p, x) in probabilities.iter().zip(&v) {
-            assert!((p - 1.0 / (1.0 + (-x).exp())).abs() <= 1e-7, "sigmoid({x}) = {p}");
-        }
-        let mut extreme = vec![-1e30f32, 1e30, -100.0, 100.0];
-        bias_silu(&mut extreme, 0.0);
-        assert!(extreme[0].abs() < 1e-8 && extreme[1] == 1e30, "{extreme:?}");
-        assert!(extreme[2].abs() < 1e-30 && extreme[3] == 100.0);
-    }
-
-    #[test]
-    fn max_pooling_matches_its_definition() {
-        let device = burn::tensor::Device::flex();
-        let (b, c, h, w, r) = (2, 3, 7, 9, 2);
-        let input = values(b * c * h * w, 3);
-        let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [b, c, h, w]), &device);
-        let got = max_pool_same(x, r).into_data().try_into_vec::<f32>().unwrap();
-        for p in 0..b * c {
-            for y in 0..h {
-                for x in 0..w {
-                    let mut best = f32::NEG_INFINITY;
-                    for yy in y.saturating_sub(r)..(y + r + 1).min(h) {
-                        for xx in x.saturating_sub(r)..(x + r + 1).min(w) {
-                            best = best.max(input[(p * h + yy) * w + xx]);
-                        }
-                    }
-                    assert_eq!(got[(p * h + y) * w + x], best, "plane {p} at {y},{x}");
-                }
-            }
-        }
-    }
 
     /// The convolution by its definition, one output at a time, in f64.
     fn reference(conv: &HostConv, input: &[f32], batch: usize, h: usize, w: usize) -> Vec<f32> {
@@ -500,7 +336,7 @@ mod tests {
         out
     }
 
-    fn values(len: usize, seed: u64) -> Vec<f32> {
+    pub(in crate::host) fn values(len: usize, seed: u64) -> Vec<f32> {
         (0..len as u64).map(|i| ((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.5 - 1.0).collect()
     }
 
@@ -530,3 +366,4 @@ mod tests {
         }
     }
 }
+
