@@ -170,7 +170,7 @@ fn main() {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (ours, peer) = runtime.block_on(async {
-        let batch = BatchConfig { max_batch, max_wait: Duration::from_millis(5), queue: 1024 };
+        let batch = BatchConfig { max_batch, max_wait: Duration::from_millis(5), queue: 1024, adaptive: true };
         let app = endpoint::app(load_detector(), batch, ServerConfig::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/score", listener.local_addr().unwrap());

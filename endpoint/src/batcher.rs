@@ -1,6 +1,8 @@
 //! The model behind a bounded queue: requests from any number of async tasks wait in the queue,
-//! a dedicated thread takes up to `max_batch` of them at a time (waiting at most `max_wait` for a
-//! batch to fill once the first has arrived) and runs them through one forward pass.
+//! a dedicated thread takes up to a limit of them at a time (waiting at most `max_wait` for a
+//! batch to fill once the first has arrived) and runs them through one forward pass. The limit is
+//! the pass size that has measured the most images per second ([`crate::pass`]), up to `max_batch`,
+//! or `max_batch` itself when `adaptive` is off.
 //!
 //! The async runtime never blocks on the model, and a full queue is an immediate answer
 //! ([`Full`]), which the server turns into 503 with `Retry-After`, instead of memory growing
@@ -26,11 +28,13 @@ pub struct BatchConfig {
     pub max_wait: Duration,
     /// Images waiting beyond the one forward pass in progress; more are refused.
     pub queue: usize,
+    /// Passes as large as measured throughput says pays (else always up to `max_batch`).
+    pub adaptive: bool,
 }
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        Self { max_batch: 8, max_wait: Duration::from_millis(5), queue: 64 }
+        Self { max_batch: 8, max_wait: Duration::from_millis(5), queue: 64, adaptive: true }
     }
 }
 
@@ -107,10 +111,13 @@ impl Batcher {
 fn serve(detector: Detector, config: BatchConfig, queue: mpsc::Receiver<Job>, depth: Arc<AtomicUsize>, metrics: Arc<Metrics>) {
     let max_batch = config.max_batch.max(1);
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    let mut sizer = crate::pass::PassSizer::new(max_batch);
     while let Ok(first) = queue.recv() {
         batch.push(first);
+        let limit = if config.adaptive { sizer.limit() } else { max_batch };
+        metrics.pass_limit.store(limit, Ordering::Relaxed);
         let deadline = Instant::now() + config.max_wait;
-        while batch.len() < max_batch {
+        while batch.len() < limit {
             match queue.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(job) => batch.push(job),
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
@@ -128,6 +135,7 @@ fn serve(detector: Detector, config: BatchConfig, queue: mpsc::Receiver<Job>, de
         let options: Vec<PostOptions> = rest.iter().map(|(o, ..)| *o).collect();
         let (found, inference) = detector.detect_with(&images, &options);
         metrics.record_batch(images.len(), inference);
+        sizer.record(images.len(), inference);
         for (detections, (_, submitted, reply)) in found.into_iter().zip(rest) {
             let queued = started.saturating_duration_since(submitted);
             let _ = reply.send(Answer { detections, inference, queued, batch_size: images.len() });

@@ -501,7 +501,7 @@ impl LocalInvoker {
         detector.input_size = config.imgsz;
         let info = crate::server::model_info(&detector, &config.device);
         let names = Arc::new((0..detector.model().classes()).map(|i| detector.class_name(i).to_owned()).collect());
-        let batch = BatchConfig { max_batch: config.max_batch, max_wait: Duration::from_millis(config.max_wait_ms), queue: 1024 };
+        let batch = BatchConfig { max_batch: config.max_batch, max_wait: Duration::from_millis(config.max_wait_ms), queue: 1024, adaptive: true };
         let options = PostOptions { confidence: config.conf, ..PostOptions::default() };
         Ok(Self { batcher: Batcher::start(detector, batch, Arc::new(Metrics::default())), options, max_pixels: crate::server::DEFAULT_MAX_PIXELS, info, names })
     }

@@ -5,6 +5,7 @@ pub mod api;
 pub mod batcher;
 pub mod client;
 pub mod metrics;
+pub mod pass;
 pub mod server;
 pub mod tls;
 

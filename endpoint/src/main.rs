@@ -38,6 +38,10 @@ struct Args {
     /// Most images per forward pass (concurrent requests are batched together).
     #[arg(long, env = "CLOUDBENCH_MAX_BATCH", default_value_t = 8)]
     max_batch: usize,
+    /// Always wait for up to --max-batch images (by default a pass takes as many as measured
+    /// throughput says pays, up to --max-batch: one at a time where larger passes are no faster).
+    #[arg(long, env = "CLOUDBENCH_FIXED_BATCH")]
+    fixed_batch: bool,
     /// Longest an image waits for others to share its forward pass, milliseconds.
     #[arg(long, env = "CLOUDBENCH_MAX_WAIT_MS", default_value_t = 5)]
     max_wait_ms: u64,
@@ -108,7 +112,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         targets,
         device: args.device.clone(),
     };
-    let batch = BatchConfig { max_batch: args.max_batch.max(1), max_wait: Duration::from_millis(args.max_wait_ms), queue: args.queue.max(1) };
+    let batch = BatchConfig { max_batch: args.max_batch.max(1), max_wait: Duration::from_millis(args.max_wait_ms), queue: args.queue.max(1), adaptive: !args.fixed_batch };
     tracing::info!(
         variant = %model.model().variant(),
         classes = model.model().classes(),

@@ -16,6 +16,8 @@ pub struct Metrics {
     registry: Registry,
     /// Images waiting for the model, kept by the batcher and read when rendering.
     pub queue_depth: AtomicUsize,
+    /// Most images the next forward pass takes, as the batcher last chose it.
+    pub pass_limit: AtomicUsize,
 }
 
 impl Metrics {
@@ -37,6 +39,8 @@ impl Metrics {
     pub fn render(&self) -> String {
         let depth = self.queue_depth.load(Ordering::Relaxed) as f64;
         self.registry.set("cloudbench_endpoint_queue_depth", "Images waiting for the model.", &[], depth);
+        let limit = self.pass_limit.load(Ordering::Relaxed) as f64;
+        self.registry.set("cloudbench_endpoint_pass_limit", "Most images the model thread takes into its next forward pass.", &[], limit);
         self.registry.render()
     }
 }

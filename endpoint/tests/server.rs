@@ -179,7 +179,8 @@ async fn bad_bodies_get_a_4xx_and_one_line_of_json_before_any_decoding() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_queue_answers_503_with_retry_after_and_concurrent_requests_share_passes() {
-    let batch = BatchConfig { max_batch: 4, max_wait: Duration::from_millis(20), queue: 4 };
+    // Fixed passes: every pass waits for up to 4 images.
+    let batch = BatchConfig { max_batch: 4, max_wait: Duration::from_millis(20), queue: 4, adaptive: false };
     let base = serve(batch, ServerConfig::default()).await;
     let body = jpeg(320, 240);
     let requests = (0..48).map(|_| {
