@@ -6,12 +6,17 @@
 //! - [`pre`] decodes JPEG and PNG and letterboxes them to the input size.
 //! - [`Detector`] puts it together: images in, detections out, several images per forward pass.
 //! - [`post`] turns its output into detections: threshold, per-class NMS, boxes in image pixels.
+//! - [`host`] holds the CPU backend's kernels (convolutions, blocks, math) and the peak measurement.
+//! - [`reference`] measures the model against ONNX Runtime's outputs for the committed fixture;
+//!   [`selfcheck`] runs that and a speed check on any device (`detector selfcheck`).
 
 mod detector;
 pub mod host;
 pub mod model;
 pub mod post;
 pub mod pre;
+pub mod reference;
+pub mod selfcheck;
 pub mod weights;
 
 pub use burn::tensor::{Device, Tensor, TensorData};

@@ -44,6 +44,25 @@ enum Command {
         #[arg(long)]
         draw: Option<PathBuf>,
     },
+    /// Checks the model against ONNX Runtime's reference outputs and measures its speed, on each
+    /// device given (the first under test, the last the baseline), writing one JSON of figures.
+    Selfcheck {
+        /// The fixture folder: yolov8n-random.onnx, fixture.json and the reference outputs.
+        #[arg(long)]
+        fixtures: PathBuf,
+        /// Devices, comma-separated: e.g. wgpu,flex.
+        #[arg(long, value_delimiter = ',', default_value = "flex")]
+        devices: Vec<String>,
+        /// Batch sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        batches: Vec<usize>,
+        /// Timed seconds per device and batch.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Writes the JSON here (and prints it).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Images up to 100 megapixels are decoded; larger ones are refused before allocating for them.
@@ -58,7 +77,10 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let Command::Detect { weights, images, device, batch, conf, iou, imgsz, draw } = cli.command;
+    let (weights, images, device, batch, conf, iou, imgsz, draw) = match cli.command {
+        Command::Detect { weights, images, device, batch, conf, iou, imgsz, draw } => (weights, images, device, batch, conf, iou, imgsz, draw),
+        Command::Selfcheck { fixtures, devices, batches, seconds, out } => return selfcheck(&fixtures, devices, batches, seconds, out),
+    };
     anyhow::ensure!(imgsz >= 32 && imgsz % 32 == 0, "--imgsz must be a positive multiple of 32");
     let device = detector::device(&device).map_err(anyhow::Error::msg)?;
     let mut model = Detector::load(&weights, &device)?;
@@ -116,6 +138,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     anyhow::ensure!(failed == 0, "{failed} of {} images could not be read", images.len());
+    Ok(())
+}
+
+fn selfcheck(fixtures: &std::path::Path, devices: Vec<String>, batches: Vec<usize>, seconds: f64, out: Option<PathBuf>) -> anyhow::Result<()> {
+    anyhow::ensure!(seconds > 0.0 && seconds.is_finite(), "--seconds must be positive, got {seconds}");
+    anyhow::ensure!(!batches.is_empty() && !batches.contains(&0), "--batches must be sizes of at least 1");
+    let figures = detector::selfcheck::run(fixtures, &detector::selfcheck::Settings { devices, batches, seconds }).map_err(anyhow::Error::msg)?;
+    let text = serde_json::to_string_pretty(&figures)?;
+    if let Some(out) = out {
+        std::fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;
+    }
+    println!("{text}");
+    let failed: Vec<&str> = figures["devices"].as_array().into_iter().flatten().filter(|d| d["matches_onnx_runtime"] != true).filter_map(|d| d["device"].as_str()).collect();
+    anyhow::ensure!(failed.is_empty(), "no match with ONNX Runtime on {}", failed.join(", "));
     Ok(())
 }
 
