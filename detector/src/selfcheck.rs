@@ -75,12 +75,12 @@ pub fn run(fixtures: &Path, settings: &Settings) -> Result<Value, String> {
             "speed": speeds,
         }));
     }
-    // Each device's images/s against the last one's (the CPU, when it is listed last).
-    if let Some(baseline) = devices.last().and_then(|d| d["speed"].as_array()).cloned() {
+    // Each device's images/s against the last measured one's (the CPU, when it is listed last).
+    if let Some(baseline) = devices.iter().rev().find_map(|d| d["speed"].as_array()).cloned() {
         for device in &mut devices {
             let Some(speeds) = device["speed"].as_array_mut() else { continue };
             for (s, base) in speeds.iter_mut().zip(&baseline) {
-                s["ratio_to_last_device"] = json!(s["images_per_s"].as_f64().unwrap_or(0.0) / base["images_per_s"].as_f64().unwrap_or(f64::NAN));
+                s["ratio_to_baseline"] = json!(s["images_per_s"].as_f64().unwrap_or(0.0) / base["images_per_s"].as_f64().unwrap_or(f64::NAN));
             }
         }
     }
