@@ -2,7 +2,8 @@
 # The detector on a GPU, in two halves, for a GPU machine that has no network and no package registries.
 #
 #   scripts/gpu-check.sh build [DIR]   on a build machine (crates.io and Debian reachable): one stripped
-#                                      `detector` built with --features wgpu, the Vulkan loader it
+#                                      `detector` built with --features wgpu (xz-compressed; `run`
+#                                      unpacks it with xz or Python's lzma), the Vulkan loader it
 #                                      opens, the fixture (weights, ONNX Runtime's reference outputs),
 #                                      and this script, in DIR (default target/gpu-check), under 60 MiB.
 #   DIR/gpu-check.sh run [DIR]         on the GPU machine: `detector selfcheck` on wgpu then on the CPU
@@ -29,7 +30,9 @@ build() {
   cargo build --locked --release -p detector --features wgpu --bin detector
   rm -rf "$out"
   mkdir -p "$out/fixtures" "$out/lib"
+  # Stripped, the wgpu build is ~80 MiB (wgpu, naga, the cubecl kernels); xz makes it ~13.
   strip -o "$out/detector" target/release/detector
+  xz -T0 -6 -f "$out/detector"
   cp detector/fixtures/yolov8n-random.onnx detector/fixtures/fixture.json detector/fixtures/*.f32 "$out/fixtures/"
   # wgpu opens the Vulkan loader at run time; the GPU's driver brings its own ICD.
   cp -L "$(ldconfig -p | awk '/libvulkan.so.1 / {print $NF; exit}')" "$out/lib/libvulkan.so.1"
@@ -44,6 +47,14 @@ run() {
   local dir
   dir="$(cd "${1:-$here}" && pwd)"
   export LD_LIBRARY_PATH="$dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  if [ ! -x "$dir/detector" ]; then
+    if command -v xz >/dev/null; then
+      xz -dc "$dir/detector.xz" >"$dir/detector"
+    else
+      python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$dir/detector.xz" "$dir/detector"
+    fi
+    chmod +x "$dir/detector"
+  fi
   # What the machine offers, for the record (none of it is required).
   {
     echo "uname: $(uname -a)"

@@ -34,9 +34,10 @@ struct Args {
     #[arg(long)]
     run_id: Option<String>,
     /// YOLOv8 weights (ONNX or safetensors) for the inference phase; defaults to the repository's
-    /// random-weight YOLOv8n fixture, which times the model exactly but detects nothing useful.
-    #[arg(long, env = "CLOUDBENCH_WEIGHTS", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../detector/fixtures/yolov8n-random.onnx"))]
-    weights: PathBuf,
+    /// random-weight YOLOv8n fixture (`detector/fixtures/yolov8n-random.onnx`, found from the
+    /// current folder or the binary's), which times the model exactly but detects nothing useful.
+    #[arg(long, env = "CLOUDBENCH_WEIGHTS")]
+    weights: Option<PathBuf>,
     /// Side of the network input; 160 keeps the default run to a few minutes on two cores (640 is
     /// the paper's model input).
     #[arg(long, default_value_t = 160)]
@@ -47,6 +48,19 @@ struct Args {
     /// Skips the inference phase: a storage-only benchmark.
     #[arg(long)]
     no_inference: bool,
+}
+
+/// The repository's fixture, looked for where a checkout has it: under the current folder, or
+/// under a folder the binary lies in (`target/release/embedded` of a checkout), so a build moved
+/// elsewhere does not point at the build machine's path.
+fn default_weights() -> anyhow::Result<PathBuf> {
+    const FIXTURE: &str = "detector/fixtures/yolov8n-random.onnx";
+    let exe = std::env::current_exe().ok();
+    let folders = std::iter::once(PathBuf::from(".")).chain(exe.iter().flat_map(|e| e.ancestors().skip(1).map(std::path::Path::to_path_buf)));
+    folders
+        .map(|folder| folder.join(FIXTURE))
+        .find(|path| path.is_file())
+        .ok_or_else(|| anyhow::anyhow!("no --weights given and no {FIXTURE} under this folder or the binary's; pass --weights FILE (or CLOUDBENCH_WEIGHTS)"))
 }
 
 fn main() {
@@ -66,7 +80,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         seed: args.seed,
         run_id: run_id.clone(),
-        inference: (!args.no_inference).then(|| endpoint::client::LocalConfig { imgsz: args.imgsz, ..endpoint::client::LocalConfig::new(&args.weights) }),
+        inference: match args.no_inference {
+            true => None,
+            false => {
+                let weights = match args.weights {
+                    Some(weights) => weights,
+                    None => default_weights()?,
+                };
+                Some(endpoint::client::LocalConfig { imgsz: args.imgsz, ..endpoint::client::LocalConfig::new(&weights) })
+            }
+        },
         inference_concurrency: args.inference_concurrency,
     };
     eprintln!("embedded run {run_id}: {} images in batches of {}, {} workers per platform", args.images, args.batch_size, args.workers);
