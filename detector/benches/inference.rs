@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use detector::{Tensor, TensorData, Weights, YoloV8};
 use serde_json::{Value, json};
@@ -122,26 +122,11 @@ fn child(batch: usize) {
         false => YoloV8::from_weights(&weights, &device),
     }
     .unwrap();
-    let n = batch * 3 * SIZE * SIZE;
-    let input: Vec<f32> = (0..n as u64).map(|i| ((i * 7919) % 10007) as f32 / 10007.0).collect();
-    let pass = || {
-        let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [batch, 3, SIZE, SIZE]), &device);
-        let out: Vec<f32> = model.forward(x).into_data().try_into_vec::<f32>().unwrap();
-        std::hint::black_box(out);
-    };
-    let (passes, took) = pool.install(|| {
-        pass();
-        let started = Instant::now();
-        let mut passes = 0;
-        while passes == 0 || started.elapsed() < budget() {
-            pass();
-            passes += 1;
-        }
-        (passes, started.elapsed())
-    });
+    let speed = pool.install(|| detector::selfcheck::speed(&model, &device, batch, budget()));
     // The layers, worst first: one more pass, each convolution timed.
     let layers = (batch == 1 && !burn_ops && device_name() == "flex").then(|| {
-        let ((), calls) = pool.install(|| detector::host::profile(pass));
+        let x = Tensor::<4>::from_data(TensorData::new(detector::reference::input(batch, SIZE, SIZE), [batch, 3, SIZE, SIZE]), &device);
+        let (_, calls) = pool.install(|| detector::host::profile(|| model.forward(x).into_data()));
         let mut by_shape: Vec<(String, u64, f64, usize)> = Vec::new();
         for call in calls {
             match by_shape.iter_mut().find(|(s, ..)| *s == call.shape) {
@@ -163,7 +148,7 @@ fn child(batch: usize) {
             ("flex", false) => "detector (Burn 0.22 Flex + host kernels)".to_string(),
             (other, _) => format!("detector (Burn 0.22 {other})"),
         },
-        "images_per_s": (passes * batch) as f64 / took.as_secs_f64(),
+        "images_per_s": speed.images_per_s(),
         "peak_rss_mib": peak_rss_mib(),
     });
     println!("{result}");

@@ -43,12 +43,14 @@ impl Conv {
 
     /// Multiply-adds times two on an input of `h × w`, and the output's size.
     fn flops(&self, h: usize, w: usize) -> (u64, usize, usize) {
-        let ([out, inp, k, _], stride, pad) = match self {
-            Conv::Host(conv) => ([conv.out, conv.inp, conv.k, conv.k], conv.stride, conv.pad),
-            Conv::Tensor { weight, stride, padding, .. } => (weight.dims(), *stride, *padding),
+        let (dims, stride, pad) = match self {
+            Conv::Host(conv) => ([conv.out, conv.inp, conv.k], conv.stride, conv.pad),
+            Conv::Tensor { weight, stride, padding, .. } => {
+                let [out, inp, k, _] = weight.dims();
+                ([out, inp, k], *stride, *padding)
+            }
         };
-        let (oh, ow) = ((h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1);
-        (2 * (out * inp * k * k * oh * ow) as u64, oh, ow)
+        crate::host::flops(dims, stride, pad, h, w)
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -310,8 +312,6 @@ impl YoloV8 {
         &self.c2fs.iter().find(|(i, _)| *i == layer).expect("built").1
     }
 
-    /// Runs the network on `[B, 3, H, W]` (RGB in [0, 1], H and W multiples of 32) and returns
-    /// `[B, 4 + classes, A]`.
     /// FLOPs of the convolutions (multiply-adds times two) of one pass over one image of `h × w`,
     /// which are nearly all of them: what GFLOP/s figures divide.
     pub fn flops(&self, h: usize, w: usize) -> u64 {
@@ -319,17 +319,14 @@ impl YoloV8 {
         let c2f = |c: &C2f, at: (usize, usize)| {
             conv(&c.cv1, at) + c.bottlenecks.iter().map(|(a, b)| conv(a, at) + conv(b, at)).sum::<u64>() + conv(&c.cv2, at)
         };
-        let down = |c: &Conv, (h, w): (usize, usize)| {
-            let (f, oh, ow) = c.flops(h, w);
-            (f, (oh, ow))
+        // A downsampling convolution: its FLOPs, and `at` moved to its output's size.
+        let step = |layer: usize, at: &mut (usize, usize)| {
+            let (f, oh, ow) = self.conv(layer).flops(at.0, at.1);
+            *at = (oh, ow);
+            f
         };
         let mut total = 0;
         let mut at = (h, w);
-        let step = |layer: usize, at: &mut (usize, usize)| {
-            let (f, next) = down(self.conv(layer), *at);
-            *at = next;
-            f
-        };
         total += step(0, &mut at) + step(1, &mut at);
         total += c2f(self.c2f(2), at) + step(3, &mut at);
         let p3 = at;
@@ -348,6 +345,8 @@ impl YoloV8 {
         total
     }
 
+    /// Runs the network on `[B, 3, H, W]` (RGB in [0, 1], H and W multiples of 32) and returns
+    /// `[B, 4 + classes, A]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<3> {
         let batch = x.dims()[0];
         if batch > 1 && self.host() {

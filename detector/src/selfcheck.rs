@@ -27,8 +27,26 @@ pub struct Settings {
     pub seconds: f64,
 }
 
-/// Images per second of `model` at `batch`, with the pass count and the first (untimed) pass.
-fn speed(model: &YoloV8, device: &burn::tensor::Device, batch: usize, budget: Duration) -> Value {
+/// How fast a model ran at one batch size.
+#[derive(Debug, Clone, Copy)]
+pub struct Speed {
+    pub batch: usize,
+    /// Timed passes, and the seconds they took together.
+    pub passes: usize,
+    pub seconds: f64,
+    /// The untimed first pass (where a GPU compiles and tunes its kernels).
+    pub first_pass_s: f64,
+}
+
+impl Speed {
+    pub fn images_per_s(&self) -> f64 {
+        (self.passes * self.batch) as f64 / self.seconds
+    }
+}
+
+/// Runs `model` at `batch` on the fixture's input at 640×640: one untimed pass, then passes until
+/// `budget` has gone by (at least one). The detector benchmark times its engines with it too.
+pub fn speed(model: &YoloV8, device: &burn::tensor::Device, batch: usize, budget: Duration) -> Speed {
     let input = reference::input(batch, SIZE, SIZE);
     let pass = || {
         let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [batch, 3, SIZE, SIZE]), device);
@@ -44,8 +62,7 @@ fn speed(model: &YoloV8, device: &burn::tensor::Device, batch: usize, budget: Du
         pass();
         passes += 1;
     }
-    let took = started.elapsed().as_secs_f64();
-    json!({"batch": batch, "passes": passes, "images_per_s": (passes * batch) as f64 / took, "first_pass_s": first.as_secs_f64()})
+    Speed { batch, passes, seconds: started.elapsed().as_secs_f64(), first_pass_s: first.as_secs_f64() }
 }
 
 /// Runs the check; an error only where nothing could be measured (no fixture, no weights).
@@ -65,7 +82,12 @@ pub fn run(fixtures: &Path, settings: &Settings) -> Result<Value, String> {
         variant = model.variant();
         let cases = reference::compare(&model, &device, fixtures)?;
         let matches = cases.iter().all(reference::CaseDifference::within_tolerance);
-        let speeds: Vec<Value> = settings.batches.iter().map(|&b| speed(&model, &device, b, Duration::from_secs_f64(settings.seconds))).collect();
+        let speeds: Vec<Value> = settings
+            .batches
+            .iter()
+            .map(|&b| speed(&model, &device, b, Duration::from_secs_f64(settings.seconds)))
+            .map(|s| json!({"batch": s.batch, "passes": s.passes, "images_per_s": s.images_per_s(), "first_pass_s": s.first_pass_s}))
+            .collect();
         devices.push(json!({
             "device": name,
             "host_kernels": *name == "flex" || *name == "cpu",

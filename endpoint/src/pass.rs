@@ -54,7 +54,8 @@ impl PassSizer {
         self.candidates[if revisit { best + 1 } else { best }]
     }
 
-    /// A pass of `images` took `took`: counted for the largest candidate it reached.
+    /// A pass of `images` took `took`: counted for its size when that is a candidate (a pass of 3
+    /// under a cap of 8 says nothing about passes of 2 or 4).
     pub fn record(&mut self, images: usize, took: Duration) {
         self.passes += 1;
         if images == 0 {
@@ -64,11 +65,6 @@ impl PassSizer {
         let per_image = took.as_secs_f64() / images as f64;
         let cost = &mut self.cost[index];
         *cost = Some(cost.map_or(per_image, |c| c + ALPHA * (per_image - c)));
-    }
-
-    /// Seconds per image measured for each candidate size, for `/metrics` and logs.
-    pub fn measured(&self) -> impl Iterator<Item = (usize, Option<f64>)> + '_ {
-        self.candidates.iter().copied().zip(self.cost.iter().copied())
     }
 }
 
@@ -153,7 +149,7 @@ mod tests {
     fn passes_smaller_than_any_candidate_are_not_counted_for_one() {
         let mut sizer = PassSizer::new(8);
         sizer.record(3, Duration::from_millis(1));
-        assert!(sizer.measured().all(|(_, c)| c.is_none()));
+        assert!(sizer.cost.iter().all(Option::is_none));
         assert_eq!(sizer.limit(), 1);
     }
 }

@@ -42,6 +42,18 @@ pub fn profile<R>(f: impl FnOnce() -> R) -> (R, Vec<LayerTime>) {
     (result, std::mem::take(&mut *PROFILE.lock().expect("profile")))
 }
 
+/// Output size of a square-kernel convolution over `h × w`.
+fn output_size(h: usize, w: usize, k: usize, stride: usize, pad: usize) -> (usize, usize) {
+    ((h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1)
+}
+
+/// Multiply-adds times two of a convolution `[out, in, k]` over one image of `h × w`, with the
+/// output's size: the one count for the host kernels and the tensor-op graph.
+pub fn flops([out, inp, k]: [usize; 3], stride: usize, pad: usize, h: usize, w: usize) -> (u64, usize, usize) {
+    let (oh, ow) = output_size(h, w, k, stride, pad);
+    (2 * (out * inp * k * k * oh * ow) as u64, oh, ow)
+}
+
 fn add_bias(values: &mut [f32], bias: f32) {
     values.iter_mut().for_each(|v| *v += bias);
 }
@@ -108,13 +120,12 @@ impl HostConv {
     }
 
     pub(super) fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
-        ((h + 2 * self.pad - self.k) / self.stride + 1, (w + 2 * self.pad - self.k) / self.stride + 1)
+        output_size(h, w, self.k, self.stride, self.pad)
     }
 
     /// Multiply-adds of one image of `h × w`, times two: the FLOPs the benchmark counts.
     pub fn flops(&self, h: usize, w: usize) -> u64 {
-        let (oh, ow) = self.output_size(h, w);
-        2 * (self.out * self.inp * self.k * self.k * oh * ow) as u64
+        flops([self.out, self.inp, self.k], self.stride, self.pad, h, w).0
     }
 
     /// Whether the input planes are the GEMM's right-hand matrix as they lie.

@@ -21,7 +21,7 @@ mod math;
 pub mod peak;
 
 pub use blocks::{c2f, max_pool_same, upsample_cat};
-pub use conv::{HostConv, LayerTime, profile};
+pub use conv::{HostConv, LayerTime, flops, profile};
 pub use peak::{Isa, peak_gflops};
 pub use math::sigmoid;
 
