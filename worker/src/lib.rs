@@ -4,7 +4,9 @@
 //! - [`phases`] runs a batch's timed phases against the platform's storage.
 //! - [`inference`] sends the downloaded images to the platform's model endpoint.
 //! - [`metrics`] turns the measurements into a `BatchMetrics` message (pure).
-//! - [`runner`] is the loop around them: claim, run, publish, record, acknowledge; reconnect; drain.
+//! - [`settle`] decides how a delivery is settled from what happened to it (pure): acknowledge, drop,
+//!   return with backoff, or dead-letter.
+//! - [`runner`] is the loop around them: claim, run, publish, record, settle; reconnect; drain.
 
 pub mod config;
 pub mod crash;
@@ -12,6 +14,7 @@ pub mod inference;
 pub mod metrics;
 pub mod phases;
 pub mod runner;
+pub mod settle;
 
 /// Version of this worker, recorded with every metric.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 use crate::metrics::{self, Context};
 use crate::phases::{PlatformFailure, Transfer};
+use crate::settle::{Dropped, Happened, Reason, Settle, settle};
 
 /// Everything a worker needs besides its broker session.
 pub struct Worker {
@@ -137,6 +138,9 @@ async fn clock_offset(store: &dyn RunStore) -> Option<i64> {
 fn clock_offset_of(before: i64, theirs: i64, after: i64) -> i64 {
     before + (after - before) / 2 - theirs
 }
+
+/// The states a batch is in while this worker holds it.
+const RUNNING: &[BatchState] = &[BatchState::Running];
 
 const ERRORS_TOTAL: &str = "cloudbench_worker_errors_total";
 const ERRORS_HELP: &str = "Failed requests, by phase and kind.";
@@ -272,67 +276,53 @@ impl Worker {
         stats: &mut WorkerStats,
     ) -> Result<(), BrokerError> {
         let received = Instant::now();
+        let previous = delivery.previous_deliveries;
         let (key, job) = match proto::validate::batch_job(&delivery.payload) {
             Ok(parsed) => parsed,
             Err(e) => {
                 tracing::error!(message_id = ?delivery.message_id, error = %e, "malformed job dead-lettered");
-                stats.malformed += 1;
-                self.count_job("malformed");
-                return delivery.dead_letter().await;
+                return self.apply(delivery, settle(Happened::Malformed, previous, 0), None, stop, stats).await;
             }
         };
+        let decide = |happened| settle(happened, previous, job.max_deliveries);
         if job.platform != self.platform {
             tracing::error!(job = %key, platform = self.platform, "job for another platform dead-lettered");
-            stats.malformed += 1;
-            self.count_job("malformed");
-            return delivery.dead_letter().await;
+            return self.apply(delivery, decide(Happened::Malformed), None, stop, stats).await;
         }
         if let Some(Err(e)) = job.load.as_ref().map(crate::inference::Load::from_job) {
             tracing::error!(job = %key, error = e, "job with an unusable load dead-lettered");
-            stats.malformed += 1;
-            self.count_job("malformed");
-            return delivery.dead_letter().await;
+            return self.apply(delivery, decide(Happened::Malformed), None, stop, stats).await;
         }
-        let redelivered = delivery.previous_deliveries > 0;
+        let claim_from = rules::claim_from(previous > 0);
+        let unclaimed = Some((&key, claim_from));
         if job.deadline_unix_ms > 0 && control::now_ms() > job.deadline_unix_ms {
             tracing::warn!(job = %key, "job past its deadline: failed and dead-lettered");
-            let _ = self.change(&key, rules::claim_from(redelivered), BatchState::Failed, stop).await;
-            stats.failed += 1;
-            self.count_job("failed");
-            return delivery.dead_letter().await;
+            return self.apply(delivery, decide(Happened::PastDeadline), unclaimed, stop, stats).await;
         }
-        let claim = match self.change(&key, rules::claim_from(redelivered), BatchState::Running, stop).await {
+        let claim = match self.change(&key, claim_from, BatchState::Running, stop).await {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(job = %key, error = %e, "cannot claim the job; returning it");
-                stats.returned += 1;
-                self.count_job("returned");
-                return delivery.requeue().await;
+                return self.apply(delivery, decide(Happened::StoreAway), unclaimed, stop, stats).await;
             }
         };
         match claim {
             Outcome::Applied(_) => {}
             Outcome::Missing => {
                 tracing::error!(job = %key, "job of an unknown run dead-lettered");
-                stats.malformed += 1;
-                self.count_job("malformed");
-                return delivery.dead_letter().await;
+                return self.apply(delivery, decide(Happened::Malformed), unclaimed, stop, stats).await;
             }
             Outcome::Refused(status) => match rules::unclaimed(status.state, &status.owner, &self.identity.worker_id) {
                 Unclaimed::Mine => {}
                 Unclaimed::Duplicate => {
                     tracing::info!(job = %key, state = %status.state, "duplicate job dropped");
-                    stats.duplicates += 1;
-                    self.count_job("duplicates");
-                    return delivery.ack().await;
+                    return self.apply(delivery, decide(Happened::Duplicate), unclaimed, stop, stats).await;
                 }
-                Unclaimed::Cancelled => {
-                    stats.cancelled += 1;
-                    self.count_job("cancelled");
-                    return delivery.ack().await;
-                }
+                Unclaimed::Cancelled => return self.apply(delivery, decide(Happened::Cancelled), unclaimed, stop, stats).await,
             },
         }
+        // From here on this worker holds the batch, `running`.
+        let held = Some((&key, RUNNING));
         crate::crash::holding(key.batch_index);
         crate::crash::point("claimed");
         {
@@ -342,7 +332,7 @@ impl Worker {
         }
         self.telemetry.set("cloudbench_worker_busy", "1 while the worker runs a batch.", &[], 1.0);
         let clock_offset_us = beat.lock().expect("beat lock").clock_offset_us;
-        let ran = self.run_with_grace(&key, &job, delivery.previous_deliveries, clock_offset_us, stop).await;
+        let ran = self.run_with_grace(&key, &job, previous, clock_offset_us, stop).await;
         {
             let mut b = beat.lock().expect("beat lock");
             b.state = BeatState::Idle as i32;
@@ -361,23 +351,17 @@ impl Worker {
                     let payload = metrics.encode_to_vec();
                     if let Err(e) = self.retry_state("stage result", stop, || self.store.put_result(&key.run_id, &batch, &payload)).await {
                         tracing::warn!(job = %key, error = %e, "cannot record the stage's result; returning the job");
-                        stats.returned += 1;
-                        self.count_job("returned");
-                        return delivery.requeue().await;
+                        return self.apply(delivery, decide(Happened::StoreAway), held, stop, stats).await;
                     }
                 }
                 if let Err(e) = self.change(&key, rules::FINISH_FROM, BatchState::Done, stop).await {
                     // The metrics are safe; the job returns and its next claim sees it again.
                     tracing::warn!(job = %key, error = %e, "cannot record the job done; returning it");
-                    stats.returned += 1;
-                    self.count_job("returned");
-                    return delivery.requeue().await;
+                    return self.apply(delivery, decide(Happened::StoreAway), held, stop, stats).await;
                 }
                 crate::crash::point("recorded");
-                delivery.ack().await?;
+                self.apply(delivery, decide(Happened::Done), held, stop, stats).await?;
                 self.record_batch(&metrics);
-                stats.done += 1;
-                self.count_job("done");
                 {
                     let mut b = beat.lock().expect("beat lock");
                     b.done += 1;
@@ -399,36 +383,76 @@ impl Worker {
                 Ok(())
             }
             Ran::PlatformFailed(failure) => {
-                let deliveries = delivery.previous_deliveries + 1;
+                let deliveries = previous + 1;
                 beat.lock().expect("beat lock").error(1, format!("batch {key}: {failure}"));
-                if job.max_deliveries > 0 && deliveries >= job.max_deliveries {
+                let settled = decide(Happened::PlatformFailed);
+                if let Settle::DeadLetter(_) = settled {
                     tracing::error!(job = %key, platform = self.platform, error = %failure, deliveries, "job failed at its delivery limit; dead-lettered");
-                    let _ = self.change(&key, &[BatchState::Running], BatchState::Failed, stop).await;
-                    stats.failed += 1;
-                    self.count_job("failed");
                     beat.lock().expect("beat lock").failed += 1;
-                    delivery.dead_letter().await
                 } else {
                     tracing::warn!(job = %key, platform = self.platform, error = %failure, deliveries, "platform failure; returning the job");
-                    let _ = self.change(&key, &[BatchState::Running], BatchState::Queued, stop).await;
-                    pause(backoff(deliveries), stop).await;
-                    stats.returned += 1;
-                    self.count_job("returned");
-                    delivery.requeue().await
                 }
+                self.apply(delivery, settled, held, stop, stats).await
             }
             Ran::Interrupted => {
                 tracing::warn!(job = %key, "shutdown grace period over; returning the job");
-                let _ = self.change(&key, &[BatchState::Running], BatchState::Queued, stop).await;
-                stats.returned += 1;
-                self.count_job("returned");
-                delivery.requeue().await
+                self.apply(delivery, decide(Happened::Interrupted), held, stop, stats).await
             }
         }
     }
 
-    fn count_job(&self, outcome: &str) {
-        self.telemetry.add("cloudbench_worker_jobs_total", "Jobs handled, by outcome.", &[("outcome", outcome)], 1.0);
+    /// Does what `settled` says: records the batch's state where it calls for one (`batch`: the job's
+    /// key and the states its batch may be in now), waits out a return's backoff, counts the outcome,
+    /// and acknowledges, returns or dead-letters the message.
+    async fn apply(
+        &self,
+        delivery: Delivery,
+        settled: Settle,
+        batch: Option<(&JobKey, &'static [BatchState])>,
+        stop: &watch::Receiver<bool>,
+        stats: &mut WorkerStats,
+    ) -> Result<(), BrokerError> {
+        let to = match settled {
+            Settle::DeadLetter(Reason::Failed) => Some(BatchState::Failed),
+            Settle::Return { unclaim: true, .. } => Some(BatchState::Queued),
+            _ => None,
+        };
+        if let (Some(to), Some((key, from))) = (to, batch) {
+            // Best effort: a batch left `running` is taken over by the job's next delivery, or
+            // marked failed from the dead-letter queue.
+            let _ = self.change(key, from, to, stop).await;
+        }
+        if let Settle::Return { after, .. } = settled
+            && !after.is_zero()
+        {
+            pause(after, stop).await;
+        }
+        if settled == Settle::Ack {
+            // Counted done only once the acknowledgement went through.
+            delivery.ack().await?;
+            self.count(settled, stats);
+            return Ok(());
+        }
+        self.count(settled, stats);
+        match settled {
+            Settle::Ack | Settle::Drop(_) => delivery.ack().await,
+            Settle::Return { .. } => delivery.requeue().await,
+            Settle::DeadLetter(_) => delivery.dead_letter().await,
+        }
+    }
+
+    /// Counts a settled job in the worker's stats and its live metrics.
+    fn count(&self, settled: Settle, stats: &mut WorkerStats) {
+        let counter = match settled {
+            Settle::Ack => &mut stats.done,
+            Settle::Drop(Dropped::Duplicate) => &mut stats.duplicates,
+            Settle::Drop(Dropped::Cancelled) => &mut stats.cancelled,
+            Settle::Return { .. } => &mut stats.returned,
+            Settle::DeadLetter(Reason::Malformed) => &mut stats.malformed,
+            Settle::DeadLetter(Reason::Failed) => &mut stats.failed,
+        };
+        *counter += 1;
+        self.telemetry.add("cloudbench_worker_jobs_total", "Jobs handled, by outcome.", &[("outcome", settled.outcome())], 1.0);
     }
 
     /// Adds a finished batch's phases, bytes, requests, errors and retries to the live metrics.
