@@ -21,7 +21,7 @@ use proto::v1::{InferenceSetup, LoadMode, ObjectRef};
 use serde::Deserialize;
 use storage::{Attempted, RetryPolicy};
 
-use crate::phases::{micros, Clock, PhaseRun, PlatformFailure};
+use crate::batch::{Clock, InferenceRun, PhaseRun, PlatformFailure, micros};
 
 /// When request `j` (from 0) of an open-loop phase at `rate` per second is due, from the phase's
 /// start. Computed from `j` directly, not by adding intervals, so that no rounding accumulates.
@@ -245,17 +245,6 @@ pub struct Inference<'a> {
     pub retry: RetryPolicy,
 }
 
-/// Results of the inference phase of one batch.
-#[derive(Debug, Clone)]
-pub struct InferenceRun {
-    pub phase: PhaseRun,
-    pub setup: InferenceSetup,
-    /// Detections in all answers that report them.
-    pub detections: u64,
-    /// SHA-256 of the model that answered, when the answers say.
-    pub model_sha256: Option<String>,
-}
-
 /// Content type of an image by its key's extension.
 pub fn content_type(key: &str) -> &'static str {
     let lower = key.to_ascii_lowercase();
@@ -403,7 +392,7 @@ impl Inference<'_> {
                     model_sha256 = model_sha256.or(invoked.model_sha256);
                 }
                 Err(e) if e.kind.is_platform_failure() => {
-                    return Err(PlatformFailure { phase: "inference", store: self.invoker.describe(), source: e });
+                    return Err(PlatformFailure::new("inference", self.invoker.describe(), e));
                 }
                 Err(e) => phase.fail(e.kind.as_str()),
             }

@@ -1,6 +1,7 @@
 //! The worker: runs next to a platform, takes that platform's batch jobs and measures them.
 //!
 //! - [`config`] merges flags, environment and a TOML file into a validated [`config::WorkerConfig`].
+//! - [`batch`] holds what a batch's phases measure, shared by [`phases`] and [`inference`].
 //! - [`phases`] runs a batch's timed phases against the platform's storage.
 //! - [`inference`] sends the downloaded images to the platform's model endpoint.
 //! - [`metrics`] turns the measurements into a `BatchMetrics` message (pure).
@@ -8,6 +9,7 @@
 //!   return with backoff, or dead-letter.
 //! - [`runner`] is the loop around them: claim, run, publish, record, settle; reconnect; drain.
 
+pub mod batch;
 pub mod config;
 pub mod crash;
 pub mod inference;

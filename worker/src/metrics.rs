@@ -2,7 +2,7 @@
 
 use proto::v1::{BatchJob, BatchMetrics, Counter, Phase, PhaseTiming, Versions, WorkerIdentity};
 
-use crate::phases::{BatchRun, PhaseRun};
+use crate::batch::{BatchRun, PhaseRun};
 
 fn timing(run: &PhaseRun) -> PhaseTiming {
     PhaseTiming {
@@ -137,7 +137,7 @@ mod tests {
         // With an inference phase: its timing, errors and retries under PHASE_INFERENCE, the load it
         // ran with, and the hash of the model that answered.
         let setup = proto::v1::InferenceSetup { target_kind: "sagemaker".into(), mode: proto::v1::LoadMode::OpenLoop as i32, rate_per_second: 5.0, ..Default::default() };
-        let inference = crate::inference::InferenceRun { phase: phase(30, &[("bad_response", 1)]), setup: setup.clone(), detections: 3, model_sha256: Some("ab12".into()) };
+        let inference = crate::batch::InferenceRun { phase: phase(30, &[("bad_response", 1)]), setup: setup.clone(), detections: 3, model_sha256: Some("ab12".into()) };
         let run = BatchRun { inference: Some(inference), ..run };
         let m = batch_metrics(&key, &job, &run, &ctx);
         assert_eq!(m.inference.as_ref().unwrap().duration_ns, 30_000_000);

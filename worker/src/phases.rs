@@ -1,6 +1,7 @@
-//! The timed phases of one batch, as the paper defines them: upload the batch's objects to the
-//! platform's storage, download them back and verify every byte; then, when the platform has a model
-//! endpoint, the inference phase (`inference.rs`) sends the downloaded images to it.
+//! The timed storage phases of one batch, as the paper defines them: upload the batch's objects to
+//! the platform's storage, download them back and verify every byte. When the platform has a model
+//! endpoint, the runner then hands the images downloaded intact to the inference phase
+//! (`inference.rs`); what the phases measure is in `batch.rs`.
 //!
 //! Objects of a batch are transferred with a bounded number of requests in flight; a phase's time is
 //! the wall time of the whole batch. Each request's latency goes into the phase's histogram; a failed
@@ -8,106 +9,15 @@
 //! itself is unusable (bad credentials, missing bucket, unreachable), which ends the batch so the job
 //! can be returned to the queue.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use hdrhistogram::Histogram;
 use proto::v1::ObjectRef;
 use sha2::{Digest, Sha256};
-use storage::{ErrorKind, RetryPolicy, Storage, StorageError};
+use storage::{RetryPolicy, Storage};
 
-/// Measurements of one phase of one batch.
-#[derive(Debug, Clone)]
-pub struct PhaseRun {
-    pub duration: Duration,
-    pub requests: u64,
-    pub failed: u64,
-    /// Per-request latency in microseconds.
-    pub latency: Histogram<u64>,
-    /// Latencies above the histogram's limit, recorded at the limit.
-    pub clamped: u64,
-    /// Open loop: how late each request started against its intended start, in microseconds.
-    pub start_lag: Option<Histogram<u64>>,
-    /// CPU time the worker's process used during the phase (all its threads).
-    pub cpu: Duration,
-    /// Inference, when the endpoint reports its own time: per request, that time (queue and model)
-    /// and the rest of the latency from the request's actual start (network and client), in µs.
-    pub server: Option<Histogram<u64>>,
-    pub outside: Option<Histogram<u64>>,
-    /// Inference: from the phase's start to the first successful answer.
-    pub first_success: Option<Duration>,
-    /// Inference, when the job asked for them: latency per window of (intended) start.
-    pub windows: Vec<proto::v1::LatencyWindow>,
-    /// Failed requests by kind ("not_found", "checksum_mismatch", ...).
-    pub errors: BTreeMap<String, u64>,
-    /// Retries by the kind of failure that caused them ("throttled", "timeout", ...).
-    pub retries: BTreeMap<String, u64>,
-}
-
-impl PhaseRun {
-    pub(crate) fn new() -> Self {
-        Self {
-            duration: Duration::ZERO,
-            requests: 0,
-            failed: 0,
-            latency: proto::latency::new_histogram(),
-            clamped: 0,
-            start_lag: None,
-            cpu: Duration::ZERO,
-            server: None,
-            outside: None,
-            first_success: None,
-            windows: Vec::new(),
-            errors: BTreeMap::new(),
-            retries: BTreeMap::new(),
-        }
-    }
-
-    /// Records one request: its latency (retries and backoff included, as the caller waited) and
-    /// the retries it took.
-    pub(crate) fn request(&mut self, took: Duration, retries: &[ErrorKind]) {
-        self.requests += 1;
-        self.clamped += u64::from(proto::latency::record(&mut self.latency, micros(took)));
-        for kind in retries {
-            *self.retries.entry(kind.as_str().to_owned()).or_insert(0) += 1;
-        }
-    }
-
-    pub(crate) fn fail(&mut self, kind: &str) {
-        self.failed += 1;
-        *self.errors.entry(kind.to_owned()).or_insert(0) += 1;
-    }
-}
-
-/// The platform cannot serve the batch at all; the job goes back to the queue.
-#[derive(Debug, thiserror::Error)]
-#[error("{phase} on {store}: {source}")]
-pub struct PlatformFailure {
-    pub phase: &'static str,
-    pub store: String,
-    #[source]
-    pub source: StorageError,
-}
-
-impl PlatformFailure {
-    fn new(phase: &'static str, store: &dyn Storage, source: StorageError) -> Self {
-        Self { phase, store: store.describe(), source }
-    }
-}
-
-/// Results of the phases of one batch.
-#[derive(Debug, Clone)]
-pub struct BatchRun {
-    pub source: PhaseRun,
-    pub upload: PhaseRun,
-    pub download: PhaseRun,
-    /// Present when the platform has a model endpoint.
-    pub inference: Option<crate::inference::InferenceRun>,
-    /// Time spent deleting the uploads after the batch: storage work outside the timed phases.
-    pub cleanup: Duration,
-}
+use crate::batch::{BatchRun, Clock, PhaseRun, PlatformFailure};
 
 /// Where a batch's objects come from and go to, and how.
 pub struct Transfer<'a> {
@@ -134,68 +44,25 @@ async fn verify(data: Bytes, expected: String) -> bool {
     tokio::task::spawn_blocking(move || checksum_ok(&data, &expected)).await.unwrap_or(false)
 }
 
-pub(crate) fn micros(d: Duration) -> u64 {
-    d.as_micros().min(u128::from(u64::MAX)) as u64
-}
-
-/// CPU time (user + system) this process has used so far, over all its threads.
-pub(crate) fn process_cpu() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage writes a whole `rusage` into the pointer it is given, which points to one.
-    let usage = unsafe {
-        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
-            return Duration::ZERO;
-        }
-        usage.assume_init()
-    };
-    let time = |t: libc::timeval| Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000);
-    time(usage.ru_utime) + time(usage.ru_stime)
-}
-
-/// Wall time and process CPU time from a phase's start.
-pub(crate) struct Clock {
-    wall: Instant,
-    cpu: Duration,
-}
-
-impl Clock {
-    pub(crate) fn start() -> Self {
-        Self { wall: Instant::now(), cpu: process_cpu() }
-    }
-
-    pub(crate) fn wall(&self) -> Instant {
-        self.wall
-    }
-
-    /// Sets the phase's wall time and CPU time up to now.
-    pub(crate) fn stop(&self, phase: &mut PhaseRun) {
-        phase.duration = self.wall.elapsed();
-        phase.cpu = process_cpu().saturating_sub(self.cpu);
-    }
-}
-
 impl Transfer<'_> {
     fn upload_key(&self, key: &str) -> String {
         format!("{}/{key}", self.prefix)
     }
 
-    /// Runs the source read, upload and download phases of a batch of `objects`, deletes the uploads
-    /// unless told to keep them, then runs `inference` on the images downloaded intact.
-    pub async fn run(&self, objects: &[ObjectRef], inference: Option<&crate::inference::Inference<'_>>) -> Result<BatchRun, PlatformFailure> {
+    /// Runs the source read, upload and download phases of a batch of `objects` and deletes the
+    /// uploads unless told to keep them. With `keep_images`, also returns the images downloaded intact
+    /// (index into `objects`, bytes), for the inference phase; the run's `inference` is `None`.
+    pub async fn run(&self, objects: &[ObjectRef], keep_images: bool) -> Result<(BatchRun, Vec<(usize, Bytes)>), PlatformFailure> {
         let (source, ready) = self.read_source(objects).await?;
         let (upload, uploaded) = self.upload(objects, &ready).await?;
         crate::crash::point("uploaded");
         drop(ready);
-        let (download, downloaded) = self.download_keeping(objects, &uploaded, inference.is_some()).await;
+        let (download, downloaded) = self.download_keeping(objects, &uploaded, keep_images).await;
         // The uploads go before inference, so that an endpoint failure leaves nothing behind.
         let cleanup = self.clean_up(objects, &uploaded).await;
         let download = download?;
         crate::crash::point("downloaded");
-        let inference = match inference {
-            Some(phase) => Some(phase.run(objects, &downloaded).await?),
-            None => None,
-        };
-        Ok(BatchRun { source, upload, download, inference, cleanup })
+        Ok((BatchRun { source, upload, download, inference: None, cleanup }, downloaded))
     }
 
     // The stream closures below take indices, not references: closures over borrowed items make the
@@ -225,7 +92,7 @@ impl Transfer<'_> {
                     ready.push((i, data))
                 }
                 Ok(_) => source.fail("checksum_mismatch"),
-                Err(e) if e.kind.is_platform_failure() => return Err(PlatformFailure::new("reading the dataset", self.source, e)),
+                Err(e) if e.kind.is_platform_failure() => return Err(PlatformFailure::new("reading the dataset", self.source.describe(), e)),
                 Err(e) => source.fail(e.kind.as_str()),
             }
         }
@@ -255,7 +122,7 @@ impl Transfer<'_> {
             upload.request(took, &attempted.retries);
             match attempted.result {
                 Ok(()) => uploaded.push(i),
-                Err(e) if e.kind.is_platform_failure() => return Err(PlatformFailure::new("upload", self.target, e)),
+                Err(e) if e.kind.is_platform_failure() => return Err(PlatformFailure::new("upload", self.target.describe(), e)),
                 Err(e) => upload.fail(e.kind.as_str()),
             }
         }
@@ -299,7 +166,7 @@ impl Transfer<'_> {
                     }
                 }
                 Ok((_, false)) => download.fail("checksum_mismatch"),
-                Err(e) if e.kind.is_platform_failure() => return (Err(PlatformFailure::new("download", self.target, e)), Vec::new()),
+                Err(e) if e.kind.is_platform_failure() => return (Err(PlatformFailure::new("download", self.target.describe(), e)), Vec::new()),
                 Err(e) => download.fail(e.kind.as_str()),
             }
         }
@@ -333,7 +200,8 @@ impl Transfer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use storage::LocalDirStore;
+    use std::collections::BTreeMap;
+    use storage::{ErrorKind, LocalDirStore, StorageError};
 
     fn object(key: &str, data: &[u8]) -> ObjectRef {
         ObjectRef { key: key.into(), size: data.len() as u64, sha256: hex::encode(Sha256::digest(data)) }
@@ -348,7 +216,7 @@ mod tests {
         source.put("corrupt.jpg", Bytes::from_static(b"flipped")).await.unwrap();
         let objects = [object("good.jpg", b"good"), object("corrupt.jpg", b"original"), object("missing.jpg", b"m")];
         let transfer = Transfer { source: &source, target: &target, concurrency: 2, prefix: "runs/r1/0".into(), keep_uploads: false, retry: RetryPolicy::none() };
-        let run = transfer.run(&objects, None).await.unwrap();
+        let (run, _) = transfer.run(&objects, false).await.unwrap();
         assert_eq!(run.source.requests, 3);
         assert_eq!(run.source.errors, BTreeMap::from([("checksum_mismatch".into(), 1), ("not_found".into(), 1)]));
         assert_eq!((run.upload.requests, run.upload.failed, run.download.requests, run.download.failed), (1, 0, 1, 0));
@@ -402,7 +270,7 @@ mod tests {
         let target = Flaky { inner: LocalDirStore::create(dir.path().join("bucket"), false).unwrap(), puts: 0.into(), got: Default::default() };
         let retry = RetryPolicy { base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(2), ..RetryPolicy::default() };
         let transfer = Transfer { source: &source, target: &target, concurrency: 1, prefix: "p".into(), keep_uploads: false, retry };
-        let run = transfer.run(&objects, None).await.unwrap();
+        let (run, _) = transfer.run(&objects, false).await.unwrap();
         assert_eq!((run.upload.failed, run.download.failed), (0, 0));
         assert_eq!(run.upload.retries, BTreeMap::from([("throttled".into(), 4)]));
         assert_eq!(run.download.retries, BTreeMap::from([("timeout".into(), 4)]));
@@ -417,7 +285,7 @@ mod tests {
         let target = LocalDirStore::create(dir.path().join("bucket"), false).unwrap();
         std::fs::remove_dir(dir.path().join("bucket")).unwrap();
         let transfer = Transfer { source: &source, target: &target, concurrency: 1, prefix: "p".into(), keep_uploads: true, retry: RetryPolicy::none() };
-        let failure = transfer.run(&[object("a.jpg", b"a")], None).await.unwrap_err();
+        let failure = transfer.run(&[object("a.jpg", b"a")], false).await.unwrap_err();
         assert_eq!(failure.source.kind, storage::ErrorKind::NoBucket);
         assert_eq!(failure.phase, "upload");
     }

@@ -23,7 +23,8 @@ use storage::Storage;
 use tokio::sync::watch;
 
 use crate::metrics::{self, Context};
-use crate::phases::{PlatformFailure, Transfer};
+use crate::batch::{BatchRun, PlatformFailure};
+use crate::phases::Transfer;
 use crate::settle::{Dropped, Happened, Reason, Settle, settle};
 
 /// Everything a worker needs besides its broker session.
@@ -153,6 +154,16 @@ enum Ran {
     PlatformFailed(PlatformFailure),
     /// Shutdown came and the grace period ran out.
     Interrupted,
+}
+
+/// Runs a batch's storage phases, then its inference phase (when the platform has an endpoint) on
+/// the images downloaded intact.
+async fn run_phases(transfer: &Transfer<'_>, objects: &[proto::v1::ObjectRef], inference: Option<&crate::inference::Inference<'_>>) -> Result<BatchRun, PlatformFailure> {
+    let (mut run, images) = transfer.run(objects, inference.is_some()).await?;
+    if let Some(phase) = inference {
+        run.inference = Some(phase.run(objects, &images).await?);
+    }
+    Ok(run)
 }
 
 fn unix_ns() -> i64 {
@@ -518,7 +529,7 @@ impl Worker {
             let (load, span) = staged.unwrap_or((*load, Default::default()));
             crate::inference::Inference { invoker: invoker.as_ref(), load, span, retry: self.retry }
         });
-        match transfer.run(&job.objects, inference.as_ref()).await {
+        match run_phases(&transfer, &job.objects, inference.as_ref()).await {
             Err(failure) => Ran::PlatformFailed(failure),
             Ok(run) => {
                 let inferring = run.inference.as_ref().map_or(Duration::ZERO, |i| i.phase.duration);
