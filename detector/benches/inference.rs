@@ -3,7 +3,8 @@
 //! file in the same run, and the same model on Burn's tensor ops alone (what stock Burn Flex does).
 //!
 //! Each side runs in its own process (so its peak memory is its own) on the same inputs: one warm-up
-//! pass, then passes until `CLOUDBENCH_BENCH_SECONDS` (default 20) have gone by. Prints images per
+//! pass, then passes until its share of `CLOUDBENCH_BENCH_SECONDS` (default 20) have gone by, in
+//! `CLOUDBENCH_BENCH_ROUNDS` rounds (default 3) of every engine in turn. Prints images per
 //! second, the ratio to ONNX Runtime, the GFLOP/s that is (the convolutions' FLOPs, the same model
 //! for every engine) against the peak of the host kernels' GEMM microkernel measured in the same
 //! run, and peak resident memory.
@@ -22,6 +23,19 @@ fn weights() -> PathBuf {
     std::env::var_os("CLOUDBENCH_WEIGHTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/yolov8n-random.onnx"))
+}
+
+/// Rounds of the engines in turn (`CLOUDBENCH_BENCH_ROUNDS`, default 3): on a shared machine
+/// whose speed drifts, engines measured in the same round are compared, and the spread shows.
+fn rounds() -> usize {
+    std::env::var("CLOUDBENCH_BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).filter(|&n| n > 0).unwrap_or(3)
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 1 { sorted[mid] } else { (sorted[mid - 1] + sorted[mid]) / 2.0 }
 }
 
 fn budget() -> Duration {
@@ -54,32 +68,48 @@ fn main() {
         detector::host::Isa::available().iter().map(|i| i.name()).collect::<Vec<_>>().join(", "),
         isa.nr()
     );
-    println!("| batch | engine | images/s | ratio to ONNX Runtime | GFLOP/s | share of peak | peak RSS MiB |");
-    println!("|---:|---|---:|---:|---:|---:|---:|");
+    let rounds = rounds();
+    println!("{rounds} rounds, the engines one after another in each; images/s is the median over rounds (min–max), the ratio the median of each round's ratio to ONNX Runtime; GFLOP/s counts a direct convolution's multiply-adds (Winograd's algorithm does fewer, so a layer of it can pass the peak)\n");
+    println!("| batch | engine | images/s | min–max | ratio to ONNX Runtime | GFLOP/s | share of peak | peak RSS MiB |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
     let mut layers = Vec::new();
+    let per_round = budget().as_secs_f64() / rounds as f64;
     for batch in [1usize, 8] {
         let child = |ops: &str| {
             run(Command::new(std::env::current_exe().unwrap())
                 .env("CLOUDBENCH_DETECTOR_CHILD", batch.to_string())
-                .env("CLOUDBENCH_DETECTOR_OPS", ops))
+                .env("CLOUDBENCH_DETECTOR_OPS", ops)
+                .env("CLOUDBENCH_BENCH_SECONDS", per_round.to_string()))
         };
-        let ours = child("host");
-        if let Some(list) = ours["layers"].as_array() {
+        // Ours, ours without Winograd, stock Burn (the CPU's rows only: on a GPU the model runs on
+        // tensor ops anyway) and ONNX Runtime, in turn, every round.
+        let flex = device_name() == "flex";
+        let mut engines: Vec<Vec<Value>> = vec![Vec::new(); 4];
+        for _ in 0..rounds {
+            engines[0].push(child("host"));
+            if flex {
+                engines[1].push(child("gemm"));
+                engines[2].push(child("burn"));
+            }
+            engines[3].push(run(Command::new(&python).arg(&peer).arg(weights()).args([batch.to_string(), THREADS.to_string(), per_round.to_string()])));
+        }
+        if let Some(list) = engines[0][0]["layers"].as_array() {
             layers = list.clone();
         }
-        // On a GPU the model runs on tensor ops anyway; the stock-Burn row is the CPU's.
-        let stock = (device_name() == "flex").then(|| child("burn"));
-        let theirs = run(Command::new(&python).arg(&peer).arg(weights()).args([
-            batch.to_string(),
-            THREADS.to_string(),
-            budget().as_secs_f64().to_string(),
-        ]));
-        let reference = theirs["images_per_s"].as_f64().unwrap();
-        for result in [Some(&ours), stock.as_ref(), Some(&theirs)].into_iter().flatten() {
-            let rate = result["images_per_s"].as_f64().unwrap();
-            let (engine, rss) = (result["engine"].as_str().unwrap(), result["peak_rss_mib"].as_f64().unwrap());
-            let achieved = rate * flops / 1e9;
-            println!("| {batch} | {engine} | {rate:.2} | {:.2} | {achieved:.1} | {:.0}% | {rss:.0} |", rate / reference, 100.0 * achieved / peak);
+        let rate = |r: &Value| r["images_per_s"].as_f64().unwrap();
+        for results in engines.iter().filter(|r| !r.is_empty()) {
+            let rates: Vec<f64> = results.iter().map(rate).collect();
+            let ratios: Vec<f64> = results.iter().zip(&engines[3]).map(|(r, reference)| rate(r) / rate(reference)).collect();
+            let median_rate = median(&rates);
+            let (low, high) = (rates.iter().copied().fold(f64::INFINITY, f64::min), rates.iter().copied().fold(0.0, f64::max));
+            let rss = results.iter().map(|r| r["peak_rss_mib"].as_f64().unwrap()).fold(0.0, f64::max);
+            let achieved = median_rate * flops / 1e9;
+            println!(
+                "| {batch} | {} | {median_rate:.2} | {low:.2}–{high:.2} | {:.2} | {achieved:.1} | {:.0}% | {rss:.0} |",
+                results[0]["engine"].as_str().unwrap(),
+                median(&ratios),
+                100.0 * achieved / peak
+            );
         }
     }
     print_layers(&layers, peak);
@@ -115,16 +145,17 @@ fn peak_rss_mib() -> f64 {
 fn child(batch: usize) {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(THREADS).build().unwrap();
     let device = detector::device(&device_name()).unwrap_or_else(|e| panic!("{e}"));
-    let burn_ops = std::env::var("CLOUDBENCH_DETECTOR_OPS").is_ok_and(|ops| ops == "burn");
+    let ops = std::env::var("CLOUDBENCH_DETECTOR_OPS").unwrap_or_default();
     let weights = Weights::load(&weights()).unwrap();
-    let model = match burn_ops {
-        true => YoloV8::from_weights_on_burn_ops(&weights, &device),
-        false => YoloV8::from_weights(&weights, &device),
+    let model = match ops.as_str() {
+        "burn" => YoloV8::from_weights_on_burn_ops(&weights, &device),
+        "gemm" => YoloV8::from_weights_without_winograd(&weights),
+        _ => YoloV8::from_weights(&weights, &device),
     }
     .unwrap();
     let speed = pool.install(|| detector::selfcheck::speed(&model, &device, batch, budget()));
     // The layers, worst first: one more pass, each convolution timed.
-    let layers = (batch == 1 && !burn_ops && device_name() == "flex").then(|| {
+    let layers = (batch == 1 && ops == "host" && device_name() == "flex").then(|| {
         let x = Tensor::<4>::from_data(TensorData::new(detector::reference::input(batch, SIZE, SIZE), [batch, 3, SIZE, SIZE]), &device);
         let (_, calls) = pool.install(|| detector::host::profile(|| model.forward(x).into_data()));
         let mut by_shape: Vec<(String, u64, f64, usize)> = Vec::new();
@@ -143,9 +174,10 @@ fn child(batch: usize) {
     });
     let result = json!({
         "layers": layers,
-        "engine": match (device_name().as_str(), burn_ops) {
-            ("flex", true) => "Burn 0.22 Flex, tensor ops only".to_string(),
-            ("flex", false) => "detector (Burn 0.22 Flex + host kernels)".to_string(),
+        "engine": match (device_name().as_str(), ops.as_str()) {
+            ("flex", "burn") => "Burn 0.22 Flex, tensor ops only".to_string(),
+            ("flex", "gemm") => "detector, GEMMs only (no Winograd)".to_string(),
+            ("flex", _) => "detector (Burn 0.22 Flex + host kernels)".to_string(),
             (other, _) => format!("detector (Burn 0.22 {other})"),
         },
         "images_per_s": speed.images_per_s(),

@@ -15,7 +15,7 @@ use burn::tensor::module::{conv2d, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::host::HostConv;
+use crate::host::{Algorithm, HostConv};
 use crate::weights::{RawTensor, Weights, WeightsError};
 
 const BN_EPS: f32 = 1e-3;
@@ -144,6 +144,8 @@ struct Builder<'a> {
     device: &'a Device,
     /// Convolutions as host kernels (the CPU backend) rather than Burn tensor ops.
     host: bool,
+    /// 3×3 convolutions of stride 1 by Winograd's F(2×2, 3×3) rather than as GEMMs (host only).
+    winograd: bool,
 }
 
 impl Builder<'_> {
@@ -160,7 +162,8 @@ impl Builder<'_> {
         let dims = [dims[0], dims[1], dims[2], dims[3]];
         let padding = dims[2] / 2;
         if self.host {
-            return Conv::Host(Arc::new(HostConv::new(weight, dims, bias, stride, padding, act)));
+            let algorithm = if self.winograd { Algorithm::Fastest } else { Algorithm::Gemm };
+            return Conv::Host(Arc::new(HostConv::with_algorithm(weight, dims, bias, stride, padding, act, algorithm)));
         }
         let n = bias.len();
         Conv::Tensor {
@@ -243,17 +246,23 @@ const C2FS: [(usize, bool); 8] = [(2, true), (4, true), (6, true), (8, true), (1
 impl YoloV8 {
     /// Builds the model from `weights` on `device`, checking that the tensors form a YOLOv8 detector.
     pub fn from_weights(weights: &Weights, device: &Device) -> Result<Self, WeightsError> {
-        Self::build(weights, device, *device == Device::flex())
+        Self::build(weights, device, *device == Device::flex(), true)
+    }
+
+    /// Builds the model with the CPU's host kernels but every convolution as GEMMs, none by
+    /// Winograd's algorithm: the benchmark's measure of what that algorithm buys.
+    pub fn from_weights_without_winograd(weights: &Weights) -> Result<Self, WeightsError> {
+        Self::build(weights, &Device::flex(), true, false)
     }
 
     /// Builds the model on Burn's tensor ops alone, as it runs on the GPU backends, even on the CPU:
     /// the reference tests check that path on the CPU, the benchmark compares against it.
     pub fn from_weights_on_burn_ops(weights: &Weights, device: &Device) -> Result<Self, WeightsError> {
-        Self::build(weights, device, false)
+        Self::build(weights, device, false, false)
     }
 
-    fn build(weights: &Weights, device: &Device, host: bool) -> Result<Self, WeightsError> {
-        let b = Builder { weights, device, host };
+    fn build(weights: &Weights, device: &Device, host: bool, winograd: bool) -> Result<Self, WeightsError> {
+        let b = Builder { weights, device, host, winograd };
         let convs = DOWNSAMPLES.iter().map(|&i| Ok((i, b.block(&format!("model.{i}"), 2)?))).collect::<Result<Vec<_>, WeightsError>>()?;
         let c2fs = C2FS.iter().map(|&(i, shortcut)| Ok((i, b.c2f(i, shortcut)?))).collect::<Result<Vec<_>, WeightsError>>()?;
         let sppf = Sppf { cv1: b.block("model.9.cv1", 1)?, cv2: b.block("model.9.cv2", 1)? };

@@ -19,11 +19,13 @@ use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::math::bias_silu;
+use super::winograd::Winograd;
 
 /// One convolution's call, as [`profile`] records it.
 #[derive(Debug, Clone)]
 pub struct LayerTime {
-    /// `in→out k×k/stride at h×w`, the same for every call of one layer shape.
+    /// `in→out k×k/stride at h×w` (`, Winograd` after the stride where that algorithm ran), the
+    /// same for every call of one layer shape.
     pub shape: String,
     pub flops: u64,
     pub seconds: f64,
@@ -77,6 +79,8 @@ pub struct HostConv {
     pub(crate) stride: usize,
     pub(crate) pad: usize,
     silu: bool,
+    /// The weights in the Winograd domain, for a 3×3 convolution of stride 1 that keeps the size.
+    winograd: Option<Winograd>,
 }
 
 /// Where one image's convolution reads and writes, in elements.
@@ -102,7 +106,7 @@ unsafe impl Sync for Planes {}
 
 impl Planes {
     /// Image `i`'s first element (a method, so that closures capture the whole `Planes`).
-    fn image(self, i: usize) -> *mut f32 {
+    pub(super) fn image(self, i: usize) -> *mut f32 {
         self.ptr.wrapping_add(i * self.stride)
     }
 }
@@ -111,12 +115,41 @@ thread_local! {
     static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// How a convolution is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Winograd's where it applies and its channels make it the faster, GEMMs elsewhere.
+    Fastest,
+    /// GEMMs over the input planes or their im2col columns, always.
+    Gemm,
+    /// Winograd's F(2×2, 3×3), whatever the channels (3×3 of stride 1 and padding 1 only).
+    Winograd,
+}
+
 impl HostConv {
-    /// A convolution of `weight` (`[out, in, k, k]`, square kernel) and `bias` (`[out]`).
+    /// A convolution of `weight` (`[out, in, k, k]`, square kernel) and `bias` (`[out]`), by the
+    /// fastest algorithm for it.
     pub fn new(weight: Vec<f32>, dims: [usize; 4], bias: Vec<f32>, stride: usize, pad: usize, silu: bool) -> Self {
+        Self::with_algorithm(weight, dims, bias, stride, pad, silu, Algorithm::Fastest)
+    }
+
+    /// [`Self::new`] by the given algorithm.
+    pub fn with_algorithm(weight: Vec<f32>, dims: [usize; 4], bias: Vec<f32>, stride: usize, pad: usize, silu: bool, algorithm: Algorithm) -> Self {
         let [out, inp, k, kw] = dims;
         assert!(k == kw && weight.len() == out * inp * k * k && bias.len() == out, "convolution weights of {dims:?}");
-        Self { weight, bias, out, inp, k, stride, pad, silu }
+        let applies = k == 3 && stride == 1 && pad == 1;
+        let winograd = match algorithm {
+            Algorithm::Fastest => applies && Winograd::pays(inp, out),
+            Algorithm::Gemm => false,
+            Algorithm::Winograd => {
+                assert!(applies, "Winograd's F(2×2, 3×3) is for 3×3 convolutions of stride 1 and padding 1, not {dims:?}/{stride}");
+                true
+            }
+        };
+        let winograd = winograd.then(|| Winograd::new(&weight, out, inp));
+        // The GEMMs' weights are kept only where the GEMMs run.
+        let weight = if winograd.is_some() { Vec::new() } else { weight };
+        Self { weight, bias, out, inp, k, stride, pad, silu, winograd }
     }
 
     pub(super) fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
@@ -168,6 +201,26 @@ impl HostConv {
     /// else may touch any of them meanwhile.
     pub(super) unsafe fn run_into(&self, input: Planes, out: Planes, residual: Option<Planes>, batch: usize, g: Geometry) {
         let started = PROFILING.load(Ordering::Relaxed).then(Instant::now);
+        if let Some(winograd) = &self.winograd {
+            // SAFETY: the same contract.
+            unsafe { winograd.run_into(&self.bias, self.silu, input, out, residual, batch, g) };
+        } else {
+            // SAFETY: the same contract.
+            unsafe { self.run_gemm(input, out, residual, batch, g) };
+        }
+        if let Some(started) = started {
+            let algorithm = if self.winograd.is_some() { ", Winograd" } else { "" };
+            let shape = format!("{}→{} {}×{}/{}{algorithm} at {}×{}", self.inp, self.out, self.k, self.k, self.stride, g.h, g.w);
+            let flops = batch as u64 * self.flops(g.h, g.w);
+            PROFILE.lock().expect("profile").push(LayerTime { shape, flops, seconds: started.elapsed().as_secs_f64() });
+        }
+    }
+
+    /// [`Self::run_into`] as GEMMs over the input planes or their im2col columns.
+    ///
+    /// # Safety
+    /// As [`Self::run_into`].
+    unsafe fn run_gemm(&self, input: Planes, out: Planes, residual: Option<Planes>, batch: usize, g: Geometry) {
         let n = g.oh * g.ow;
         // Enough tiles for every thread to have several (the work per tile is even, so four per
         // thread keeps the last ones short), as wide as the column budget allows.
@@ -199,11 +252,6 @@ impl HostConv {
                 }
             }
         });
-        if let Some(started) = started {
-            let shape = format!("{}→{} {}×{}/{} at {}×{}", self.inp, self.out, self.k, self.k, self.stride, g.h, g.w);
-            let flops = batch as u64 * self.flops(g.h, g.w);
-            PROFILE.lock().expect("profile").push(LayerTime { shape, flops, seconds: started.elapsed().as_secs_f64() });
-        }
     }
 
     /// Computes output columns `start..start + cols` of one image into `out` (that image's
@@ -316,8 +364,10 @@ fn gather<const S: usize>(dst: &mut [f32], src: &[f32]) {
 pub(super) mod tests {
     use super::*;
 
-    /// The convolution by its definition, one output at a time, in f64.
-    fn reference(conv: &HostConv, input: &[f32], batch: usize, h: usize, w: usize) -> Vec<f32> {
+    /// The convolution by its definition, one output at a time, in f64, with each output's
+    /// tolerance: f32 arithmetic's rounding of a sum grows with the magnitudes of its terms, so the
+    /// tolerance is 2e-5 of the value (at least 1) plus 1e-7 (about one ulp) of `Σ|x·w|`.
+    fn reference(conv: &HostConv, input: &[f32], batch: usize, h: usize, w: usize) -> Vec<(f32, f32)> {
         let (oh, ow) = conv.output_size(h, w);
         let mut out = Vec::new();
         for b in 0..batch {
@@ -325,6 +375,7 @@ pub(super) mod tests {
                 for oy in 0..oh {
                     for ox in 0..ow {
                         let mut sum = conv.bias[o] as f64;
+                        let mut magnitude = sum.abs();
                         for c in 0..conv.inp {
                             for ky in 0..conv.k {
                                 for kx in 0..conv.k {
@@ -334,12 +385,15 @@ pub(super) mod tests {
                                     );
                                     if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
                                         let x = input[((b * conv.inp + c) * h + iy as usize) * w + ix as usize] as f64;
-                                        sum += x * conv.weight[((o * conv.inp + c) * conv.k + ky) * conv.k + kx] as f64;
+                                        let term = x * conv.weight[((o * conv.inp + c) * conv.k + ky) * conv.k + kx] as f64;
+                                        sum += term;
+                                        magnitude += term.abs();
                                     }
                                 }
                             }
                         }
-                        out.push(if conv.silu { sum / (1.0 + (-sum).exp()) } else { sum } as f32);
+                        let value = if conv.silu { sum / (1.0 + (-sum).exp()) } else { sum };
+                        out.push((value as f32, (2e-5 * value.abs().max(1.0) + 1e-7 * magnitude) as f32));
                     }
                 }
             }
@@ -363,16 +417,67 @@ pub(super) mod tests {
             (6, 3, 1, 1, 0, 1, 1, 2, false),
             (5, 7, 3, 1, 1, 2, 3, 1, true),
             (7, 9, 3, 2, 1, 65, 66, 1, true),
+            // 3×3 of stride 1 (Winograd's): odd and even sizes, one pixel, one row, tall and thin,
+            // more channels than a band's budget holds in one tile row.
+            (16, 24, 3, 1, 1, 9, 40, 3, true),
+            (32, 16, 3, 1, 1, 33, 17, 2, true),
+            (3, 5, 3, 1, 1, 1, 1, 1, false),
+            (4, 6, 3, 1, 1, 1, 9, 2, true),
+            (6, 4, 3, 1, 1, 50, 3, 1, false),
+            (256, 200, 3, 1, 1, 6, 10, 1, true),
         ];
         for (i, &(inp, out, k, stride, pad, h, w, batch, silu)) in cases.iter().enumerate() {
-            let conv = HostConv::new(values(out * inp * k * k, i as u64), [out, inp, k, k], values(out, 99), stride, pad, silu);
+            let conv = |algorithm| HostConv::with_algorithm(values(out * inp * k * k, i as u64), [out, inp, k, k], values(out, 99), stride, pad, silu, algorithm);
             let input = values(batch * inp * h * w, 7);
-            let (oh, ow) = conv.output_size(h, w);
-            let got = conv.run(&input, batch, Geometry { h, w, oh, ow });
-            let want = reference(&conv, &input, batch, h, w);
-            assert_eq!(got.len(), want.len());
-            for (j, (a, b)) in got.iter().zip(&want).enumerate() {
-                assert!((a - b).abs() <= 2e-5 * b.abs().max(1.0), "case {i}, element {j}: {a} vs {b}");
+            let (oh, ow) = conv(Algorithm::Gemm).output_size(h, w);
+            let want = reference(&conv(Algorithm::Gemm), &input, batch, h, w);
+            // The fastest, GEMMs, and Winograd's algorithm wherever it applies.
+            let mut variants = vec![("fastest", conv(Algorithm::Fastest)), ("GEMM", conv(Algorithm::Gemm))];
+            if k == 3 && stride == 1 && pad == 1 {
+                variants.push(("Winograd", conv(Algorithm::Winograd)));
+            }
+            for (name, conv) in variants {
+                let got = conv.run(&input, batch, Geometry { h, w, oh, ow });
+                assert_eq!(got.len(), want.len());
+                for (j, (a, (b, tolerance))) in got.iter().zip(&want).enumerate() {
+                    assert!((a - b).abs() <= *tolerance, "case {i} ({name}), element {j}: {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_shortcut_is_added_after_the_activation() {
+        // A bottleneck's second convolution (3×3, Winograd's) and a 1×1, each writing into planes
+        // of a wider buffer, as C2f's do.
+        for (i, &(inp, out, k, pad)) in [(32, 32, 3, 1), (8, 8, 3, 1), (8, 8, 1, 0)].iter().enumerate() {
+            let (batch, h, w, wide) = (2, 11, 14, out + 3);
+            let conv = HostConv::new(values(out * inp * k * k, 5 + i as u64), [out, inp, k, k], values(out, 4), 1, pad, true);
+            assert_eq!(conv.winograd.is_some(), i == 0, "case {i}: Winograd's where the channels pay");
+            let reference_conv = HostConv::with_algorithm(values(out * inp * k * k, 5 + i as u64), [out, inp, k, k], values(out, 4), 1, pad, true, Algorithm::Gemm);
+            let input = values(batch * inp * h * w, 8);
+            let shortcut = values(batch * out * h * w, 9);
+            let mut buffer = vec![f32::NAN; batch * wide * h * w];
+            let g = Geometry { h, w, oh: h, ow: w };
+            // SAFETY: every buffer holds all its images; the output planes overlap neither input.
+            unsafe {
+                conv.run_into(
+                    Planes { ptr: input.as_ptr().cast_mut(), stride: inp * h * w },
+                    Planes { ptr: buffer.as_mut_ptr().add(h * w), stride: wide * h * w },
+                    Some(Planes { ptr: shortcut.as_ptr().cast_mut(), stride: out * h * w }),
+                    batch,
+                    g,
+                )
+            };
+            let want = reference(&reference_conv, &input, batch, h, w);
+            for b in 0..batch {
+                let image = &buffer[b * wide * h * w..][..wide * h * w];
+                assert!(image[..h * w].iter().chain(&image[(out + 1) * h * w..]).all(|v| v.is_nan()), "case {i}: wrote outside its planes");
+                for (j, got) in image[h * w..(out + 1) * h * w].iter().enumerate() {
+                    let at = b * out * h * w + j;
+                    let (expected, tolerance) = (want[at].0 + shortcut[at], want[at].1 + 2e-5);
+                    assert!((got - expected).abs() <= tolerance, "case {i}, image {b}, element {j}: {got} vs {expected}");
+                }
             }
         }
     }

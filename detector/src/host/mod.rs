@@ -6,6 +6,8 @@
 //!
 //! - [`conv`]: each convolution as GEMMs on NCHW planes as they lie (1×1) or on im2col columns
 //!   built per tile, bias and SiLU applied per tile while it is in cache; [`profile`] times each;
+//! - [`winograd`]: 3×3 convolutions of stride 1 by Winograd's F(2×2, 3×3), 16 multiplications
+//!   per 2×2 outputs instead of 36, where the channels make it the faster;
 //! - [`peak`]: the machine's peak GFLOP/s, measured with a GEMM microkernel on data in L1;
 //! - [`blocks`]: C2f writing into the buffer its last convolution reads, SPPF's separable max
 //!   pooling, the neck's upsample-and-concatenate;
@@ -19,9 +21,10 @@ mod blocks;
 mod conv;
 mod math;
 pub mod peak;
+mod winograd;
 
 pub use blocks::{c2f, max_pool_same, upsample_cat};
-pub use conv::{HostConv, LayerTime, flops, profile};
+pub use conv::{Algorithm, HostConv, LayerTime, flops, profile};
 pub use peak::{Isa, peak_gflops};
 pub use math::sigmoid;
 
