@@ -38,6 +38,58 @@ impl Schedule {
         }
         Ok(Self { every, rounds })
     }
+
+    /// When `round` is due, in Unix milliseconds, for a schedule whose clock started at `epoch_ms`.
+    pub fn due_ms(&self, epoch_ms: i64, round: u32) -> i64 {
+        epoch_ms + i64::from(round) * self.every_ms()
+    }
+
+    /// How long to wait at `now_ms` for a round due at `due_ms`; `None` once it is due.
+    pub fn wait(due_ms: i64, now_ms: i64) -> Option<Duration> {
+        let wait = due_ms - now_ms;
+        (wait > 0).then(|| Duration::from_millis(wait as u64))
+    }
+
+    /// Why a round due at `due_ms`, decided at `now_ms` with `behind` batches of earlier rounds
+    /// still queued or running, is skipped; `None` to publish it. A round is published while it is
+    /// late by less than one interval: once its whole slot went by (late by exactly one interval
+    /// or more), the next round's time has come and this one is skipped.
+    pub fn skip(&self, due_ms: i64, now_ms: i64, behind: usize) -> Option<Skip> {
+        let late_ms = now_ms - due_ms;
+        if late_ms >= self.every_ms() {
+            Some(Skip::SlotPassed { late_ms })
+        } else if behind > 0 {
+            Some(Skip::Behind { batches: behind })
+        } else {
+            None
+        }
+    }
+
+    fn every_ms(&self) -> i64 {
+        self.every.as_millis() as i64
+    }
+}
+
+/// Why a round is skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Its slot went by before it could be published, `late_ms` ago.
+    SlotPassed { late_ms: i64 },
+    /// Batches of earlier rounds are still queued or running: the platform is not keeping up.
+    Behind { batches: usize },
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skip::SlotPassed { late_ms } => write!(
+                f,
+                "its slot passed {} s ago before it could be published (no coordinator running, or the broker or run-state store unreachable)",
+                late_ms / 1000
+            ),
+            Skip::Behind { batches } => write!(f, "{batches} batches of earlier rounds are still queued or running"),
+        }
+    }
 }
 
 /// Parses `500ms`, `90s`, `30m`, `12h`, `7d`.
@@ -95,7 +147,6 @@ pub async fn run_schedule(
     store.create_run(&meta, control::now_ms()).await?;
     broker.declare(ns, &spec.platforms, spec.delivery_limit).await?;
     let epoch = store.progress(run_id).await?.map_or_else(control::now_ms, |p| p.created_unix_ms);
-    let every_ms = schedule.every.as_millis() as i64;
     let mut outcomes = Vec::new();
     for round in 0..schedule.rounds {
         let pending: Vec<_> = store.batches_in(run_id, &[BatchState::Pending]).await?.into_iter().filter(|(b, _)| b.round == round).collect();
@@ -105,27 +156,19 @@ pub async fn run_schedule(
             outcomes.push(outcome);
             continue;
         }
-        let due = epoch + i64::from(round) * every_ms;
-        let wait = due - control::now_ms();
-        if wait > 0 {
-            tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+        let due = schedule.due_ms(epoch, round);
+        if let Some(wait) = Schedule::wait(due, control::now_ms()) {
+            tokio::time::sleep(wait).await;
         }
         if store.is_cancelled(run_id).await? {
             break;
         }
-        let late = control::now_ms() - due;
+        let now = control::now_ms();
         let behind = store.batches_in(run_id, IN_FLIGHT).await?.iter().filter(|(b, _)| b.round < round).count();
-        let skip = if late >= every_ms {
-            Some(format!("its slot passed {} s ago before it could be published (no coordinator running, or the broker or run-state store unreachable)", late / 1000))
-        } else if behind > 0 {
-            Some(format!("{behind} batches of earlier rounds are still queued or running"))
-        } else {
-            None
-        };
-        let outcome = match skip {
-            Some(reason) => {
+        let outcome = match schedule.skip(due, now, behind) {
+            Some(skip) => {
                 enqueue::cancel_batches(store, run_id, pending.into_iter().map(|(batch, _)| batch), &[BatchState::Pending]).await?;
-                RoundOutcome::Skipped { round, reason }
+                RoundOutcome::Skipped { round, reason: skip.to_string() }
             }
             None => {
                 let report = enqueue::start_run(broker, store, ns, run_id, &spec, manifest, &EnqueueOptions { round: Some(round), ..options.clone() }).await?;
@@ -152,5 +195,65 @@ mod tests {
         assert_eq!(week.rounds, 336, "every 30 minutes for 7 days");
         assert_eq!(Schedule::new(Duration::from_secs(60), Duration::from_secs(90)).unwrap().rounds, 2);
         assert!(Schedule::new(Duration::ZERO, Duration::from_secs(1)).is_err());
+    }
+
+    const EPOCH: i64 = 1_700_000_000_000;
+    const MINUTE: i64 = 60_000;
+
+    fn every_minute() -> Schedule {
+        Schedule::new(Duration::from_secs(60), Duration::from_secs(600)).unwrap()
+    }
+
+    #[test]
+    fn round_r_is_due_r_intervals_after_the_runs_creation() {
+        let s = every_minute();
+        assert_eq!(s.due_ms(EPOCH, 0), EPOCH);
+        assert_eq!(s.due_ms(EPOCH, 7), EPOCH + 7 * MINUTE);
+        assert_eq!(Schedule::wait(EPOCH + MINUTE, EPOCH + 15_000), Some(Duration::from_secs(45)));
+        assert_eq!(Schedule::wait(EPOCH + MINUTE, EPOCH + MINUTE), None, "due now: no wait");
+        assert_eq!(Schedule::wait(EPOCH, EPOCH + 5), None, "late: no wait");
+    }
+
+    #[test]
+    fn a_round_late_by_less_than_its_slot_is_published() {
+        let s = every_minute();
+        assert_eq!(s.skip(EPOCH, EPOCH, 0), None, "on time");
+        assert_eq!(s.skip(EPOCH, EPOCH + 59_999, 0), None, "1 ms short of a slot");
+    }
+
+    #[test]
+    fn a_round_late_by_exactly_its_slot_is_skipped() {
+        let s = every_minute();
+        assert_eq!(s.skip(EPOCH, EPOCH + MINUTE, 0), Some(Skip::SlotPassed { late_ms: MINUTE }));
+    }
+
+    #[test]
+    fn after_several_slots_went_by_only_the_round_whose_slot_is_running_is_published() {
+        // The coordinator comes back 3.5 slots after the schedule started: rounds 0, 1 and 2 are
+        // skipped, round 3 (half a slot late) is published, round 4 is waited for.
+        let s = every_minute();
+        let now = EPOCH + 3 * MINUTE + 30_000;
+        let decided: Vec<Option<Skip>> = (0..4).map(|r| s.skip(s.due_ms(EPOCH, r), now, 0)).collect();
+        let passed = |late_ms| Some(Skip::SlotPassed { late_ms });
+        assert_eq!(decided, [passed(210_000), passed(150_000), passed(90_000), None]);
+        assert_eq!(Schedule::wait(s.due_ms(EPOCH, 4), now), Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn a_round_on_time_is_skipped_while_earlier_rounds_are_in_flight() {
+        let s = every_minute();
+        assert_eq!(s.skip(EPOCH, EPOCH + 10, 3), Some(Skip::Behind { batches: 3 }));
+        assert_eq!(s.skip(EPOCH, EPOCH, 1), Some(Skip::Behind { batches: 1 }), "one batch is enough");
+        // A slot that went by is the reason given, whatever is in flight.
+        assert_eq!(s.skip(EPOCH, EPOCH + 2 * MINUTE, 3), Some(Skip::SlotPassed { late_ms: 2 * MINUTE }));
+    }
+
+    #[test]
+    fn skip_reasons_read_as_before() {
+        assert_eq!(
+            Skip::SlotPassed { late_ms: 125_900 }.to_string(),
+            "its slot passed 125 s ago before it could be published (no coordinator running, or the broker or run-state store unreachable)"
+        );
+        assert_eq!(Skip::Behind { batches: 4 }.to_string(), "4 batches of earlier rounds are still queued or running");
     }
 }
