@@ -18,7 +18,7 @@ use super::conv::{Geometry, Planes};
 use super::math::bias_silu;
 
 /// Floats of transformed input and products one band may hold.
-const BAND_BUDGET: usize = 192 * 1024;
+const BAND_BUDGET: usize = 384 * 1024;
 
 /// A 3×3, stride-1, padding-1 convolution's weights in the Winograd domain.
 #[derive(Debug)]
@@ -91,7 +91,7 @@ impl Winograd {
         // Bands of whole tile rows, as tall as the budget allows but enough of them for every
         // thread to have several.
         let per_row = 16 * (self.inp + self.out) * tw;
-        let bands_per_image = (4 * rayon::current_num_threads()).div_ceil(batch).min(th);
+        let bands_per_image = (2 * rayon::current_num_threads()).div_ceil(batch).min(th);
         let rows = (BAND_BUDGET / per_row).clamp(1, th.div_ceil(bands_per_image));
         let bands = th.div_ceil(rows);
         (0..batch * bands).into_par_iter().for_each(|task| {
