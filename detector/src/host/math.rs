@@ -50,7 +50,7 @@ fn map_avx2(values: &mut [f32], f: impl Fn(f32) -> f32) {
 #[inline(always)]
 fn map(values: &mut [f32], f: impl Fn(f32) -> f32) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if super::Isa::avx2_fma() {
         // SAFETY: the processor has both features, checked just above.
         return unsafe { map_avx2(values, f) };
     }

@@ -39,12 +39,21 @@ impl Isa {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 all.push(Isa::Avx512);
             }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            if Self::avx2_fma() {
                 all.push(Isa::Avx2);
             }
         }
         all.push(Isa::Portable);
         all
+    }
+
+    /// Whether this processor runs AVX2 and FMA code: the one check behind [`Isa::Avx2`] and the
+    /// elementwise kernels compiled for those features.
+    pub(super) fn avx2_fma() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+        #[cfg(not(target_arch = "x86_64"))]
+        false
     }
 
     pub fn name(self) -> &'static str {
