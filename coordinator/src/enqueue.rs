@@ -162,7 +162,7 @@ pub async fn start_run(
         for (batch, outcome) in chunk.iter().zip(outcomes) {
             if let Outcome::Applied(before) = outcome {
                 let attempt = before.attempt + 1;
-                let job = job(&meta, spec, manifest, batch, attempt, now, options.load.clone());
+                let job = job(&meta, spec, manifest, batch, attempt, now, options.load);
                 let key = proto::JobKey::new(run_id, batch.round, &batch.platform, batch.index).expect("names checked");
                 messages.push(Outgoing { id: format!("{key}#{attempt}"), kind: proto::BATCH_JOB_TYPE, payload: job.encode_to_vec() });
                 claimed.push(Change { batch: batch.clone(), from: CONFIRMED_FROM, to: BatchState::Queued, owner: String::new(), bump_attempt: false });

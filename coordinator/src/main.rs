@@ -494,25 +494,11 @@ async fn follow(store: &dyn RunStore, run_id: &str, amqp_url: &str, ns: &Namespa
         .expect("valid template")
         .progress_chars("=> ");
     let mut last_table = std::time::Instant::now() - Duration::from_secs(60);
-    // Batches finished per platform over the last minute: the pace shown is the recent one.
-    let mut samples: std::collections::VecDeque<(i64, std::collections::BTreeMap<String, u64>)> = Default::default();
+    let mut recent = status::RecentPace::default();
     loop {
         dead_letters.tick(store).await;
         let mut view = view(store, run_id).await?;
-        let now = control::now_ms();
-        samples.push_back((now, view.run.platforms.iter().map(|(p, c)| (p.clone(), status::worked_and_left(c).0)).collect()));
-        while samples.front().is_some_and(|(t, _)| now - t > 60_000) {
-            samples.pop_front();
-        }
-        if let Some((then, before)) = samples.front().filter(|(t, _)| now - t >= 10_000) {
-            for (platform, counts) in &view.run.platforms {
-                let (worked, left) = status::worked_and_left(counts);
-                let recent = worked.saturating_sub(before.get(platform).copied().unwrap_or(0));
-                if let Some(pace) = status::Pace::new(recent as f64, now - then, left) {
-                    view.pace.insert(platform.clone(), pace);
-                }
-            }
-        }
+        view.pace.extend(recent.update(control::now_ms(), &view.run.platforms));
         if tty {
             for (platform, counts) in &view.run.platforms {
                 let bar = by_platform.entry(platform.clone()).or_insert_with(|| {

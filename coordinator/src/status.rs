@@ -46,6 +46,41 @@ impl Pace {
     }
 }
 
+/// The pace over the last minute: the live view's figure, so that a run that slowed down (or sped
+/// up) shows its recent speed and not its average since the start.
+#[derive(Debug, Default)]
+pub struct RecentPace {
+    /// When, and each platform's batches worked through by then, oldest first.
+    samples: std::collections::VecDeque<(i64, BTreeMap<String, u64>)>,
+}
+
+impl RecentPace {
+    /// Samples older than this are forgotten.
+    pub const WINDOW_MS: i64 = 60_000;
+    /// No pace is shown until the samples span this much.
+    pub const MIN_SPAN_MS: i64 = 10_000;
+
+    /// Records the run's counts at `now_ms` and returns each platform's pace since the oldest
+    /// sample of the last minute, once the samples span ten seconds.
+    pub fn update(&mut self, now_ms: i64, platforms: &BTreeMap<String, BTreeMap<BatchState, u64>>) -> BTreeMap<String, Pace> {
+        self.samples.push_back((now_ms, platforms.iter().map(|(p, c)| (p.clone(), worked_and_left(c).0)).collect()));
+        while self.samples.front().is_some_and(|(t, _)| now_ms - t > Self::WINDOW_MS) {
+            self.samples.pop_front();
+        }
+        let Some((then, before)) = self.samples.front().filter(|(t, _)| now_ms - t >= Self::MIN_SPAN_MS) else {
+            return BTreeMap::new();
+        };
+        platforms
+            .iter()
+            .filter_map(|(platform, counts)| {
+                let (worked, left) = worked_and_left(counts);
+                let recent = worked.saturating_sub(before.get(platform).copied().unwrap_or(0));
+                Some((platform.clone(), Pace::new(recent as f64, now_ms - then, left)?))
+            })
+            .collect()
+    }
+}
+
 /// Batches of a platform that are over: done, failed or cancelled.
 pub fn finished(counts: &BTreeMap<BatchState, u64>) -> u64 {
     [BatchState::Done, BatchState::Failed, BatchState::Cancelled].iter().map(|s| counts.get(s).copied().unwrap_or(0)).sum()
@@ -203,5 +238,26 @@ mod tests {
         let azure: Vec<String> = text.lines().find(|l| l.starts_with("azure")).unwrap().split_whitespace().map(String::from).collect();
         assert_eq!(azure[8..], ["0/0", "0.0%", "2.0", "1m00s", "0"], "{azure:?}");
         assert!(text.contains("recent errors:\n  aws            w1                       11s ago  batch r/0/aws/1: 2 failed requests (2 timeout)\n"), "{text}");
+    }
+
+    #[test]
+    fn the_recent_pace_is_over_the_last_minute_once_ten_seconds_are_seen() {
+        let counts = |done: u64, queued: u64| BTreeMap::from([("aws".to_owned(), BTreeMap::from([(BatchState::Done, done), (BatchState::Queued, queued)]))]);
+        let mut pace = RecentPace::default();
+        assert!(pace.update(0, &counts(0, 40)).is_empty(), "one sample is no pace");
+        assert!(pace.update(9_999, &counts(5, 35)).is_empty(), "under ten seconds is no pace");
+        // 10 batches in 20 s with 30 left: 30 a minute, done in 60 s.
+        let now = pace.update(20_000, &counts(10, 30));
+        assert_eq!(now["aws"], Pace { batches_per_min: 30.0, eta_secs: Some(60.0) });
+        // At 69 s the first sample is over a minute old: the pace is from the 9.999 s one on, 5
+        // batches in 59.001 s.
+        let later = pace.update(69_000, &counts(10, 30));
+        assert!((later["aws"].batches_per_min - 5.0 * 60.0 / 59.001).abs() < 1e-9, "{later:?}");
+        // At 80 s the oldest is the 20 s one (exactly a minute old, kept): nothing finished since.
+        let stalled = pace.update(80_000, &counts(10, 30));
+        assert_eq!(stalled["aws"], Pace { batches_per_min: 0.0, eta_secs: None }, "nothing finished in the window: no ETA");
+        // At 85 s the oldest left is the 69 s one (10 worked): 15 in 16 s, 15 left.
+        let resumed = pace.update(85_000, &counts(25, 15));
+        assert_eq!(resumed["aws"], Pace { batches_per_min: 56.25, eta_secs: Some(16.0) });
     }
 }

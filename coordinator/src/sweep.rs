@@ -177,7 +177,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
             for payload in broker.drain(&ns.job_queue(platform)) {
                 let job = BatchJob::decode(payload.as_slice()).unwrap();
-                let load = job.load.clone().unwrap();
+                let load = job.load.unwrap();
                 assert_eq!(load.mode, LoadMode::OpenLoop as i32);
                 assert_eq!((load.min_requests, load.min_seconds, job.objects.len()), (50, 2.0, 4));
                 let rate = load.rate_per_second;
