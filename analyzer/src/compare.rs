@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::report::build::{METRICS, MetricDef};
+use crate::report::metrics::{METRICS, MetricDef};
 use crate::report::document::Block;
 use crate::rows::BatchRow;
 use crate::stats::{self, Interval};

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proto::v1::BatchMetrics;
 use serde::Serialize;
 
-use crate::report::build::{METRICS, MetricDef};
+use crate::report::metrics::{METRICS, MetricDef};
 use crate::report::charts;
 use crate::report::content::{num, short};
 use crate::report::document::Block;

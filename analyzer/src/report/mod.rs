@@ -2,7 +2,9 @@
 //! (effect sizes, pairwise tests, change points, merged latency, availability, costs, requirements).
 //!
 //! - [`config`]: the editable price catalog and requirement weights (TOML, defaults embedded).
-//! - [`build`]: metrics → [`model::Report`], every number (pure); [`validity`] checks whether the
+//! - [`build`]: metrics → [`model::Report`], every number (pure), assembled from `metrics` (per-metric
+//!   statistics and tests), `scaling`, `service` (latency, availability, cost), `scoring` (the paper's
+//!   Tables 8 and 9) and `rounds` (trends across rounds); [`validity`] checks whether the
 //!   numbers can be trusted, per platform (VALID / INVALID); [`capacity`] finds the highest load
 //!   each platform sustains under a latency target and what it costs.
 //! - [`content`] lays the report out as [`document`] blocks, rendered to Markdown or HTML;
@@ -16,7 +18,12 @@ pub mod charts;
 pub mod config;
 pub mod content;
 pub mod document;
+pub(crate) mod metrics;
 pub mod model;
+mod rounds;
+mod scaling;
+mod scoring;
+mod service;
 pub mod validity;
 
 pub use build::{Options, build, build_steps, build_with_progress};

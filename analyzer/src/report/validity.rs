@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proto::v1::BatchMetrics;
 
-use super::build::phases;
+use super::service::phases;
 use super::content::short;
 use super::model::{Check, Comparison, MetricSection, PlatformValidity, ScalingRow, Status, Threshold, Verdict};
 use crate::rows::BatchRow;
