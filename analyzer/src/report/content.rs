@@ -130,10 +130,11 @@ pub fn glance(r: &Report) -> String {
                 });
                 said.push(format!("{w} is ahead on {lowered}: median {} {} against {}{}.", num(best.describe.median), m.unit, others.join(", "), difference.unwrap_or_default()));
             }
-            None => match &m.kruskal {
-                Some(k) => said.push(format!("No platform is ahead on {lowered} (Kruskal–Wallis p = {}).", pval(k.p))),
-                None => {}
-            },
+            None => {
+                if let Some(k) = &m.kruskal {
+                    said.push(format!("No platform is ahead on {lowered} (Kruskal–Wallis p = {}).", pval(k.p)));
+                }
+            }
         }
     }
     if let Some(c) = r.costs.iter().min_by(|a, b| (a.usd_per_1000_images.0 + a.usd_per_1000_images.1).total_cmp(&(b.usd_per_1000_images.0 + b.usd_per_1000_images.1))) {
