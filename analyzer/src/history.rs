@@ -9,6 +9,7 @@ use proto::v1::BatchMetrics;
 use serde::Serialize;
 
 use crate::report::metrics::{METRICS, MetricDef};
+use crate::civil::iso;
 use crate::report::charts;
 use crate::report::content::{num, short};
 use crate::report::document::Block;
@@ -208,21 +209,6 @@ fn refine(series: &[f64], found: Vec<stats::ChangePoint>, min_segment: usize) ->
 /// The inference phase's per-batch p99, a metric of the history beside the report's.
 const P99: MetricDef = MetricDef { key: "inference_p99", title: "Inference p99 latency", unit: "ms", lower_is_better: true, get: |r| r.inference_p99_ms };
 
-/// A Unix time as an ISO date and time (UTC), from the civil calendar (Howard Hinnant's algorithm).
-pub fn iso(unix_s: i64) -> String {
-    let (days, secs) = (unix_s.div_euclid(86_400), unix_s.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}", secs / 3600, secs % 3600 / 60)
-}
-
 /// The history as document blocks; `figures` adds a chart over time per metric (HTML).
 pub fn blocks(h: &History, figures: bool) -> Vec<Block> {
     let mut b = vec![
@@ -307,13 +293,5 @@ mod tests {
         let refined = refine(&series, found, 3);
         assert_eq!(refined[0].index, 20);
         assert_eq!((refined[0].after_median, refined[0].before_median), (2.4, 1.82));
-    }
-
-    #[test]
-    fn dates_are_the_civil_calendar() {
-        assert_eq!(iso(0), "1970-01-01 00:00");
-        assert_eq!(iso(951_782_400), "2000-02-29 00:00");
-        assert_eq!(iso(1_796_169_600 + 3_723), "2026-12-02 01:02");
-        assert_eq!(iso(-1), "1969-12-31 23:59");
     }
 }

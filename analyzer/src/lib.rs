@@ -2,6 +2,7 @@
 //!
 //! - [`store`]: append-only per-run logs, deduplicated by job key, durable before acknowledgement.
 //! - [`collect`]: the consumer that moves metrics from the queue into the store.
+//! - [`civil`]: Unix times as UTC dates and back (pure).
 //! - [`rows`]: per-batch rows with the paper's derived measures (pure).
 //! - [`history`]: every run of a store as series of run medians, with dated changes (pure).
 //! - [`merge`]: the stores of several collectors into one, refusing conflicting records.
@@ -12,6 +13,7 @@
 //! - [`stats`]: descriptives, rank tests, effect sizes, bootstrap intervals and change points (pure).
 
 pub mod check;
+pub mod civil;
 pub mod compare;
 pub mod collect;
 pub mod export;

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use analyzer::civil::parse_when;
 use analyzer::collect::collect;
 use analyzer::export::{self, Format};
 use analyzer::store::MetricsStore;
@@ -235,26 +236,6 @@ impl SpecArgs {
             (None, None) => None,
         })
     }
-}
-
-/// A date (YYYY-MM-DD, UTC midnight) or Unix seconds, as Unix seconds.
-fn parse_when(text: &str) -> anyhow::Result<i64> {
-    if let Ok(secs) = text.parse::<i64>() {
-        return Ok(secs);
-    }
-    let parts: Vec<&str> = text.split('-').collect();
-    let [y, m, d] = parts.as_slice() else { bail!("{text:?} is not a date (YYYY-MM-DD) or Unix seconds") };
-    let (Ok(y), Ok(m), Ok(d)) = (y.parse::<i64>(), m.parse::<i64>(), d.parse::<i64>()) else { bail!("{text:?} is not a date (YYYY-MM-DD) or Unix seconds") };
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        bail!("{text:?} is not a date (YYYY-MM-DD) or Unix seconds");
-    }
-    // Days from the civil date (Howard Hinnant's algorithm), the inverse of history::iso.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Ok((era * 146_097 + doe - 719_468) * 86_400)
 }
 
 /// Opens the store and reads a run's metrics; a missing store or run is a one-line error.
@@ -493,7 +474,7 @@ async fn run(cli: Cli, status: &mut i32) -> anyhow::Result<()> {
             for s in &history.series {
                 for c in &s.changes {
                     let with = if c.came_with.is_empty() { String::new() } else { format!(", with {}", c.came_with.join("; ")) };
-                    println!("{} {}: changed at run {} ({}): {:.4} → {:.4} {}{with}", s.platform, s.title, c.run, analyzer::history::iso(c.started_unix_s), c.before_median, c.after_median, s.unit);
+                    println!("{} {}: changed at run {} ({}): {:.4} → {:.4} {}{with}", s.platform, s.title, c.run, analyzer::civil::iso(c.started_unix_s), c.before_median, c.after_median, s.unit);
                 }
             }
             let changes: usize = history.series.iter().map(|s| s.changes.len()).sum();
@@ -520,14 +501,6 @@ mod tests {
     #[test]
     fn only_a_strict_report_of_an_invalid_run_exits_non_zero() {
         assert_eq!([report_status(true, true), report_status(true, false), report_status(false, true), report_status(false, false)], [1, 0, 0, 0]);
-    }
-
-    #[test]
-    fn dates_parse_to_unix_seconds() {
-        assert_eq!(parse_when("2026-12-02").unwrap(), 1_796_169_600);
-        assert_eq!(parse_when("2000-02-29").unwrap(), 951_782_400);
-        assert_eq!(parse_when("1700000000").unwrap(), 1_700_000_000);
-        assert!(parse_when("2026-13-01").is_err() && parse_when("yesterday").is_err());
     }
 
     #[test]
