@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Validates the deployment manifests offline: compose.yaml with docker-compose's own parser (Debian's
-# 1.29), and every Kubernetes overlay rendered (scripts/kustomize_lite.py, or `kubectl kustomize`
-# where kubectl exists) and checked strictly against the Kubernetes 1.31 schemas with
+# 1.29), and every Kubernetes overlay rendered with `kubectl kustomize` and checked strictly against the Kubernetes 1.31 schemas with
 # kubernetes-validate. KEDA's ScaledObject and TriggerAuthentication have no schema there: they are
 # reported, not checked. Installs what it needs when missing (root or sudo for apt).
 set -euo pipefail
@@ -21,6 +20,8 @@ if [ ! -x "$venv/bin/kubernetes-validate" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.37.0 pyyaml==6.0.3
 fi
 
+command -v kubectl >/dev/null || { echo "validate-manifests: kubectl (with its kustomize) is needed to render k8s/overlays and is not on PATH" >&2; exit 1; }
+
 docker-compose -f compose.yaml config -q
 echo "compose.yaml: valid"
 
@@ -28,11 +29,7 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 for overlay in k8s/overlays/*/; do
   name="$(basename "$overlay")"
-  if command -v kubectl >/dev/null; then
-    kubectl kustomize "$overlay" > "$out/$name.yaml"
-  else
-    "$venv/bin/python" scripts/kustomize_lite.py "$overlay" > "$out/$name.yaml"
-  fi
+  kubectl kustomize "$overlay" > "$out/$name.yaml"
   "$venv/bin/kubernetes-validate" --strict --quiet -k 1.31.0 "$out/$name.yaml"
   echo "k8s/overlays/$name: $(grep -c '^kind:' "$out/$name.yaml") resources valid"
 done
