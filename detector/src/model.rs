@@ -361,7 +361,18 @@ impl YoloV8 {
         if batch > 1 && self.host() {
             // On the CPU one image at a time: an image's activations stay in the caches where a
             // batch's would not, and each convolution already spreads one image over every thread.
-            return Tensor::cat(x.chunk(batch, 0).into_iter().map(|image| self.forward_batch(image)).collect(), 0);
+            // Each image's output is copied into the batch's as soon as it is done and then freed,
+            // instead of all of them alive until a concatenation copies them once more.
+            let device = x.device();
+            let (mut values, mut dims) = (Vec::new(), [batch, 0, 0]);
+            for image in x.chunk(batch, 0) {
+                let y = self.forward_batch(image);
+                [_, dims[1], dims[2]] = y.dims();
+                let y = y.into_data().try_into_vec::<f32>().expect("outputs are f32");
+                values.reserve_exact(batch * y.len());
+                values.extend_from_slice(&y);
+            }
+            return Tensor::from_data(TensorData::new(values, dims), &device);
         }
         self.forward_batch(x)
     }
