@@ -5,6 +5,7 @@
 # reported, not checked. Installs what it needs when missing (root or sudo for apt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+command -v kubectl >/dev/null || { echo "validate-manifests: kubectl (with its kustomize) is needed to render k8s/overlays and is not on PATH" >&2; exit 1; }
 sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 if ! command -v docker-compose >/dev/null; then
@@ -19,8 +20,6 @@ if [ ! -x "$venv/bin/kubernetes-validate" ]; then
   fi
   "$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.37.0 pyyaml==6.0.3
 fi
-
-command -v kubectl >/dev/null || { echo "validate-manifests: kubectl (with its kustomize) is needed to render k8s/overlays and is not on PATH" >&2; exit 1; }
 
 docker-compose -f compose.yaml config -q
 echo "compose.yaml: valid"

@@ -369,7 +369,8 @@ impl YoloV8 {
                 let y = self.forward_batch(image);
                 [_, dims[1], dims[2]] = y.dims();
                 let y = y.into_data().try_into_vec::<f32>().expect("outputs are f32");
-                values.reserve_exact(batch * y.len());
+                // Once, for the whole batch: `reserve_exact` counts beyond the current length.
+                values.reserve_exact(batch * y.len() - values.len());
                 values.extend_from_slice(&y);
             }
             return Tensor::from_data(TensorData::new(values, dims), &device);
