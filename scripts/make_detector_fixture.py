@@ -7,6 +7,11 @@ What it writes (all into ``detector/fixtures/``):
   weights (no pretrained weights can be downloaded here), dynamic batch and
   spatial size.  BatchNorm statistics/affine params are re-initialised to
   non-trivial values before export so that BN handling is really exercised.
+  After export every convolution is rescaled (``rescale_for_input_sensitivity``)
+  so that the outputs depend on the input: with the default initialisation they
+  did not (an all-zero image gave the same outputs within 3.4e-6), and a check
+  against ONNX Runtime on such a model cannot see a wrong convolution.
+  ``fixture.json`` records the scales and the outputs' sensitivity.
 * ``out_b{B}_{H}x{W}.f32``  reference outputs from ONNX Runtime (CPU EP),
   raw little-endian float32, row-major, for the deterministic inputs below.
 * ``fixture.json``  versions, hashes, input/output names, the cases and the
@@ -51,6 +56,12 @@ onnxruntime (ultralytics pulls torch).  Rerun from the repository root with::
     (the pip lines above)
     YOLO_OFFLINE=1 python scripts/make_detector_fixture.py
 
+Without torch (onnx, onnxruntime and numpy only), from an earlier ultralytics
+export, e.g. the one committed before the rescaling::
+
+    git show ea30914:detector/fixtures/yolov8n-random.onnx > /tmp/export.onnx
+    python scripts/make_detector_fixture.py --from-export /tmp/export.onnx
+
 The script sets YOLO_OFFLINE / YOLO_CONFIG_DIR itself, works in a temporary
 directory for the export, and never downloads anything.  Rerunning with the
 same pins reproduces identical files: the script re-executes itself with
@@ -77,10 +88,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
-import torch  # noqa: E402
-import ultralytics  # noqa: E402
 from onnx import numpy_helper  # noqa: E402
-from ultralytics import YOLO  # noqa: E402
+
+# torch and ultralytics are imported only where the model is built (build_model, export), so that
+# `--from-export` needs no more than onnx, onnxruntime and numpy.
 
 REPO = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO / "detector" / "fixtures"
@@ -121,8 +132,12 @@ def num_anchors(h: int, w: int) -> int:
     return sum((h // s) * (w // s) for s in (8, 16, 32))
 
 
-def build_model() -> YOLO:
+def build_model():
     """YOLOv8n with random conv weights and randomised BatchNorm parameters."""
+    import torch
+    from ultralytics import YOLO
+
+    torch.set_num_threads(1)
     torch.manual_seed(SEED)
     model = YOLO("yolov8n.yaml")  # builds from the bundled yaml, no download
     # A separate generator so the BN values do not depend on how many random
@@ -143,7 +158,7 @@ def build_model() -> YOLO:
     return model
 
 
-def export(model: YOLO, workdir: Path) -> tuple[Path, int]:
+def export(model, workdir: Path) -> tuple[Path, int]:
     """Export to ONNX in `workdir`; returns the file and the opset used."""
     cwd = os.getcwd()
     os.chdir(workdir)  # ultralytics writes yolov8n.onnx into the cwd
@@ -188,6 +203,64 @@ def normalise_model(src: Path, dst: Path) -> tuple[onnx.ModelProto, dict]:
     del m.graph.value_info[:]
     onnx.save(m, str(dst))
     return m, info
+
+
+# The class logits' ceiling after rescaling: logit(0.2), so that at the default confidence (0.25)
+# the random weights detect nothing on ordinary images, while scores still move with the input.
+CLASS_LOGIT_CEILING = float(np.log(0.2 / 0.8))
+
+
+def calibration_input() -> np.ndarray:
+    """Four 256x256 images unlike each other: the formula's fine noise, the letterbox gray, smooth
+    blocks and a gradient (real photographs are between the last three)."""
+    h = w = 256
+    rng = np.random.default_rng(SEED)
+    blocks = np.kron(rng.random((3, 8, 8), dtype=np.float32), np.ones((32, 32), dtype=np.float32))
+    ramp = np.linspace(0, 1, w, dtype=np.float32)
+    gradient = np.stack([np.tile(ramp, (h, 1)), np.tile(ramp[:, None], (1, w)), np.full((h, w), 0.3, np.float32)])
+    gray = np.full((3, h, w), 114 / 255, np.float32)
+    return np.stack([make_input(1, h, w)[0], gray, blocks, gradient]).astype(np.float32)
+
+
+def rescale_for_input_sensitivity(m: onnx.ModelProto) -> dict:
+    """Scales every convolution's weights (not the DFL's fixed ones) so that the part of its output
+    that varies with the input has unit spread, and sets the class head's biases.
+
+    Why: with ultralytics' default initialisation the input's influence dies out layer by layer;
+    in the raw export, an all-zero image and the formula's input gave outputs within 3.4e-6
+    (relative) of each other, under the tolerance the comparison uses, so no comparison on that
+    model could tell a right convolution from a wrong one. Layer by layer, in graph order (each
+    scale measured on the model as rescaled so far): y = Wx + b on `calibration_input()`, W *= 1 /
+    mean over channels of the standard deviation of Wx over images and positions. The biases keep
+    their values, except the last class convolution's: each class's bias is set so its largest
+    logit on the calibration images is CLASS_LOGIT_CEILING. Deterministic (float32 throughout).
+    """
+    inits = {t.name: t for t in m.graph.initializer}
+    x = calibration_input()
+    input_name = m.graph.input[0].name
+    scales = {}
+    for node in [n for n in m.graph.node if n.op_type == "Conv" and "/dfl/" not in n.name]:
+        probe = onnx.ModelProto()
+        probe.CopyFrom(m)
+        del probe.graph.output[:]
+        probe.graph.output.append(onnx.ValueInfoProto(name=node.output[0]))
+        y = session(probe.SerializeToString(), optimise=False).run(None, {input_name: x})[0]
+        weight_name, bias_name = node.input[1], node.input[2]
+        bias = numpy_helper.to_array(inits[bias_name]).astype(np.float32)
+        wx = y - bias[None, :, None, None]
+        scale = np.float32(1.0) / np.float32(wx.std(axis=(0, 2, 3)).mean())
+        weight = numpy_helper.to_array(inits[weight_name]).astype(np.float32) * scale
+        inits[weight_name].CopyFrom(numpy_helper.from_array(weight, weight_name))
+        if node.name.startswith("/model.22/cv3.") and node.name.endswith("2/Conv"):
+            ceiling = (wx * scale).max(axis=(0, 2, 3))
+            bias = (np.float32(CLASS_LOGIT_CEILING) - ceiling).astype(np.float32)
+            inits[bias_name].CopyFrom(numpy_helper.from_array(bias, bias_name))
+        scales[node.name] = float(scale)
+    return {
+        "rule": "see rescale_for_input_sensitivity in scripts/make_detector_fixture.py",
+        "class_logit_ceiling": CLASS_LOGIT_CEILING,
+        "weight_scales": scales,
+    }
 
 
 def attr_value(a: onnx.AttributeProto):
@@ -257,13 +330,15 @@ def write_graph_json(path: Path, graph: dict) -> None:
     json.loads(path.read_text())  # sanity: it parses
 
 
-def session(path: Path, optimise: bool = True) -> ort.InferenceSession:
+def session(path, optimise: bool = True) -> ort.InferenceSession:
+    """A one-thread CPU session on a model file (a Path) or serialised model (bytes)."""
     so = ort.SessionOptions()
     if not optimise:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
 
 def main() -> None:
@@ -272,15 +347,32 @@ def main() -> None:
     if os.environ.get("PYTHONHASHSEED") != "0":
         os.environ["PYTHONHASHSEED"] = "0"
         os.execv(sys.executable, [sys.executable, *sys.argv])
-    torch.set_num_threads(1)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    model = build_model()
+    model_path = OUT_DIR / MODEL_NAME
+    args = sys.argv[1:]
+    if args[:1] == ["--from-export"] and len(args) == 2:
+        # An ultralytics export made earlier (for the committed fixture: the file as of commit
+        # ea30914, `git show ea30914:detector/fixtures/yolov8n-random.onnx`); no torch needed.
+        source = Path(args[1])
+        versions = {"ultralytics": "8.4.190 (the export given with --from-export)", "torch": "2.15.0 (ditto)"}
+        with tempfile.TemporaryDirectory(prefix="detfix-") as tmp:
+            copy = Path(tmp, "export.onnx")
+            shutil.copyfile(source, copy)
+            onnx_model, postprocess = normalise_model(copy, model_path)
+    elif not args:
+        import torch
+        import ultralytics
 
-    with tempfile.TemporaryDirectory(prefix="detfix-") as tmp:
-        exported, opset = export(model, Path(tmp))
-        model_path = OUT_DIR / MODEL_NAME
-        onnx_model, postprocess = normalise_model(exported, model_path)
+        versions = {"ultralytics": ultralytics.__version__, "torch": torch.__version__}
+        with tempfile.TemporaryDirectory(prefix="detfix-") as tmp:
+            exported, _ = export(build_model(), Path(tmp))
+            onnx_model, postprocess = normalise_model(exported, model_path)
+    else:
+        raise SystemExit("usage: make_detector_fixture.py [--from-export EXPORT.onnx]")
+    postprocess["rescaled_for_input_sensitivity"] = rescale_for_input_sensitivity(onnx_model)
+    onnx.save(onnx_model, str(model_path))
     onnx.checker.check_model(onnx_model)
+    opset = next(o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx"))
 
     graph = describe_graph(onnx_model)
     op_types = [n["op_type"] for n in graph["nodes"]]
@@ -312,18 +404,15 @@ def main() -> None:
         y = sess.run([out_name], {in_name: x})[0]
         a = num_anchors(h, w)
         assert y.shape == (b, 84, a), (y.shape, (b, 84, a))
-        # Cross-check against the (unfused, BN-carrying) PyTorch model and
-        # against ORT without graph optimisations.
-        with torch.no_grad():
-            ty = model.model(torch.from_numpy(x))
-            ty = (ty[0] if isinstance(ty, (tuple, list)) else ty).numpy()
+        # Cross-check against ORT without graph optimisations (the PyTorch model is not the
+        # rescaled one, so it is no reference any more).
         py = sess_plain.run([out_name], {in_name: x})[0]
 
         def diffs(other):
             d = np.abs(other - y)
             return {"all": float(d.max()), "box_rows": float(d[:, :4].max()), "score_rows": float(d[:, 4:].max())}
 
-        torch_diff = float(np.abs(ty - y).max())
+        plain_diff = float(np.abs(py - y).max())
 
         stride = stride_640 if (h, w) == (640, 640) else 1
         saved = np.ascontiguousarray(y[:, :, ::stride]).astype("<f4")
@@ -348,7 +437,6 @@ def main() -> None:
                 "file": fname,
                 "sha256": sha256(OUT_DIR / fname),
                 "bytes": (OUT_DIR / fname).stat().st_size,
-                "max_abs_diff_vs_torch_unfused": diffs(ty),
                 "max_abs_diff_vs_ort_without_graph_optimisation": diffs(py),
                 "stats": {
                     "box_rows_min": float(y[:, :4].min()),
@@ -359,9 +447,23 @@ def main() -> None:
                 },
             }
         )
-        print(f"case b{b} {h}x{w}: shape {y.shape}, saved {saved.shape}, max|torch-ort| = {torch_diff:.3g}")
+        print(f"case b{b} {h}x{w}: shape {y.shape}, saved {saved.shape}, max|ort unoptimised - ort| = {plain_diff:.3g}")
 
     write_graph_json(OUT_DIR / "graph.json", graph)
+
+    # How much the outputs move with the input, against how far ORT drifts from itself: a
+    # comparison on this model can only see errors larger than the drift and smaller than these.
+    x = make_input(1, 320, 480)
+    y = sess.run([out_name], {in_name: x})[0]
+    nudged = x.copy()
+    nudged[0, 0, 100, 100] += np.float32(0.01)
+    sensitivity = {}
+    for name, other in [("one pixel +0.01", nudged), ("all zeros", np.zeros_like(x))]:
+        z = sess.run([out_name], {in_name: other})[0]
+        box = np.abs(z[:, :4] - y[:, :4]) / np.maximum(np.abs(y[:, :4]), 1)
+        sensitivity[name] = {"box_rows_relative": float(box.max()), "score_rows_absolute": float(np.abs(z[:, 4:] - y[:, 4:]).max())}
+    assert sensitivity["all zeros"]["score_rows_absolute"] > 1e-2, f"outputs do not depend on the input: {sensitivity}"
+    print(f"input sensitivity (b1 320x480): {sensitivity}")
 
     fixture = {
         "generator": "scripts/make_detector_fixture.py",
@@ -370,15 +472,15 @@ def main() -> None:
         "model_bytes": model_path.stat().st_size,
         "model_description": "ultralytics YOLOv8n (yolov8n.yaml, nc=80) with random weights, torch.manual_seed(0); "
         "BatchNorm running_mean~N(0,0.1), running_var~U(0.5,1.5), weight~U(0.5,1.5), bias~N(0,0.1) "
-        "(torch.Generator seed 1); eval mode; exported with ultralytics format=onnx dynamic=True simplify=True",
+        "(torch.Generator seed 1); eval mode; exported with ultralytics format=onnx dynamic=True simplify=True; "
+        "then every convolution rescaled so the outputs depend on the input (post_export_changes)",
         "post_export_changes": postprocess,
         "opset": opset,
         "opset_imports": opset_imports,
         "ir_version": onnx_model.ir_version,
         "versions": {
             "python": sys.version.split()[0],
-            "ultralytics": ultralytics.__version__,
-            "torch": torch.__version__,
+            **versions,
             "onnx": onnx.__version__,
             "onnxruntime": ort.__version__,
             "numpy": np.__version__,
@@ -402,6 +504,7 @@ def main() -> None:
         "graph_file": "graph.json",
         "metadata_props": meta_props,
         "cases": cases,
+        "input_sensitivity_b1_320x480": sensitivity,
     }
     (OUT_DIR / "fixture.json").write_text(json.dumps(fixture, indent=1) + "\n")
 

@@ -1,6 +1,6 @@
 //! The model against ONNX Runtime's outputs for the committed fixture (`detector/fixtures/`: a
-//! random-weight YOLOv8n exported by ultralytics, and ONNX Runtime's outputs for inputs anyone can
-//! regenerate, `scripts/make_detector_fixture.py`): the check the tests run on the CPU, and that
+//! random-weight YOLOv8n exported by ultralytics, rescaled so that its outputs depend on the input,
+//! and ONNX Runtime's outputs for inputs anyone can regenerate, `scripts/make_detector_fixture.py`): the check the tests run on the CPU, and that
 //! `detector selfcheck` runs on any device, including machines where ONNX Runtime cannot be installed.
 
 use std::path::Path;
@@ -10,9 +10,12 @@ use serde::Serialize;
 
 use crate::model::YoloV8;
 
-/// Largest difference of a box row (cx, cy, w, h in pixels up to ~640), relative to the value.
-pub const BOX_TOLERANCE: f32 = 1e-5;
-/// Largest difference of a class score row, absolute.
+/// Largest difference of a box row (cx, cy, w, h in pixels up to ~640), relative to the value
+/// (to 1 below 1). ONNX Runtime against itself with its graph optimisations off differs by up to
+/// 1.85e-5 on the fixture's cases, so two correct implementations can be this far apart.
+pub const BOX_TOLERANCE: f32 = 3e-5;
+/// Largest difference of a class score row, absolute. ONNX Runtime against itself: 3.6e-7; one
+/// input pixel changed by 0.01 moves the scores by up to 1.3e-5, so this sees a one-pixel error.
 pub const SCORE_TOLERANCE: f32 = 1e-6;
 
 /// How far one fixture case is from ONNX Runtime.

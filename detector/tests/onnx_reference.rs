@@ -10,7 +10,7 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
-use detector::reference::input;
+use detector::reference::{BOX_TOLERANCE, SCORE_TOLERANCE, input};
 
 /// The device under test: `DETECTOR_DEVICE` (`flex` unless set; `lavapipe` or `wgpu` in a build with
 /// the `wgpu` feature), so the same reference checks run on every backend.
@@ -45,8 +45,8 @@ fn matches_onnx_runtime(model: &YoloV8, device: &Device) {
     for case in cases {
         let (b, h, w) = (case.batch, case.height, case.width);
         eprintln!("batch {b} {h}x{w}: box rows max relative difference {:e}, score rows max absolute difference {:e}", case.worst_box_relative, case.worst_score_absolute);
-        assert!(case.worst_box_relative < 1e-5, "batch {b} {h}x{w}: boxes differ by {:e} (relative)", case.worst_box_relative);
-        assert!(case.worst_score_absolute < 1e-6, "batch {b} {h}x{w}: scores differ by {:e}", case.worst_score_absolute);
+        assert!(case.worst_box_relative < BOX_TOLERANCE, "batch {b} {h}x{w}: boxes differ by {:e} (relative)", case.worst_box_relative);
+        assert!(case.worst_score_absolute < SCORE_TOLERANCE, "batch {b} {h}x{w}: scores differ by {:e}", case.worst_score_absolute);
     }
 }
 
@@ -70,10 +70,17 @@ fn a_batch_gives_each_image_what_it_gets_alone() {
     };
     let together = run(pair.clone(), 2);
     let half = pair.len() / 2;
-    let alone: Vec<f32> = [run(pair[..half].to_vec(), 1), run(pair[half..].to_vec(), 1)].concat();
-    assert_eq!(together.len(), alone.len());
-    let worst = together.iter().zip(&alone).map(|(a, b)| (a - b).abs() / b.abs().max(1.0)).fold(0f32, f32::max);
-    assert!(worst < 1e-5, "batched and single results differ by {worst:e}");
+    let (first, second) = (run(pair[..half].to_vec(), 1), run(pair[half..].to_vec(), 1));
+    assert_eq!(together.len(), first.len() + second.len());
+    // Per element: the same image through the same kernels may differ only by reassociation.
+    let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 * b.abs() + 1e-6;
+    let alone = [first.as_slice(), second.as_slice()].concat();
+    let worst = together.iter().zip(&alone).position(|(&a, &b)| !close(a, b));
+    assert!(worst.is_none(), "element {worst:?}: batched {} against alone {}", together[worst.unwrap()], alone[worst.unwrap()]);
+    // The check can see a mix-up: the two images' own outputs are far apart (the fixture's outputs
+    // depend on its input), so a batch that swapped or shared images would fail above.
+    let apart = first.iter().zip(&second).filter(|&(&a, &b)| !close(a, b)).count();
+    assert!(apart > first.len() / 2, "only {apart} of {} outputs differ between two different images", first.len());
 }
 
 /// Writes `tensors` as a safetensors file (F32, little-endian).
