@@ -5,6 +5,7 @@
 //! - [`state`]: the [`RunStore`] trait (per-batch state, progress counts, worker heartbeats) with
 //!   [`RedisStore`] and [`MemoryStore`]; the transition rules themselves are pure, in [`state::rules`].
 //! - [`sweep`]: load sweeps and the search for the highest rate meeting a target (pure).
+//! - [`conformance`]: what every [`Broker`] and every [`RunStore`] must do, checked against each.
 //! - [`consume`]: the reconnecting consumer loop shared by workers and the collector.
 //! - [`dead`]: jobs the broker dead-lettered at their delivery limit, failed in the run state.
 //! - [`telemetry`]: the processes' live metrics (Prometheus text) served at `/metrics`.
@@ -13,6 +14,7 @@
 //! - [`redact`] strips credentials from URLs before they reach a log line.
 
 pub mod broker;
+pub mod conformance;
 pub mod consume;
 pub mod dead;
 pub mod process;

@@ -143,7 +143,7 @@ impl Load {
             return Err(format!("job load min_seconds {} is not between 0 and 86400", load.min_seconds));
         }
         let step = match load.step_rate_per_second {
-            rate if rate == 0.0 => None,
+            0.0 => None,
             rate => {
                 if !matches!(chosen, Load::Open { .. }) {
                     return Err("job load: a step needs an open loop".into());
@@ -156,12 +156,12 @@ impl Load {
             }
         };
         let window = match load.window_seconds {
-            w if w == 0.0 => None,
+            0.0 => None,
             w if w.is_finite() && (0.001..=3600.0).contains(&w) => Some(Duration::from_secs_f64(w)),
             w => return Err(format!("job load window_seconds {w} is not between 0.001 and 3600")),
         };
         let stability = match load.stable_within {
-            t if t == 0.0 => None,
+            0.0 => None,
             t if t.is_finite() && t > 0.0 && t < 1.0 => {
                 if step.is_some() {
                     return Err("job load: a step stage has no stability wait".into());

@@ -271,10 +271,12 @@ impl Worker {
             bump_attempt: false,
         };
         let changes = [change];
-        let mut outcomes = self
-            .retry_state("batch transition", stop, || self.store.transition(&key.run_id, &changes, control::now_ms()))
-            .await?;
-        Ok(outcomes.pop().unwrap_or(Outcome::Missing))
+        match self.retry_state("batch transition", stop, || self.store.transition(&key.run_id, &changes, control::now_ms())).await {
+            Ok(mut outcomes) => Ok(outcomes.pop().unwrap_or(Outcome::Missing)),
+            // A run the store does not know has none of its batches.
+            Err(StateError::UnknownRun(_)) => Ok(Outcome::Missing),
+            Err(e) => Err(e),
+        }
     }
 
     /// Handles one delivery to the end: it is settled exactly once, unless the broker is lost.

@@ -121,7 +121,10 @@ pub trait Broker: Send + Sync {
     async fn depth(&self, queue: &str) -> Result<u64, BrokerError>;
 
     /// The payloads of up to `max` messages ready in `queue`, left in it (for reading the
-    /// dead-letter queue without emptying it).
+    /// dead-letter queue without emptying it). On RabbitMQ a peek gets each message and returns it,
+    /// which counts as a delivery (`x-delivery-count`, so the next consumer sees one more previous
+    /// delivery), and on a queue with a delivery limit enough peeks would dead-letter it: peek
+    /// only the dead-letter queue.
     async fn peek(&self, queue: &str, max: usize) -> Result<Vec<Vec<u8>>, BrokerError>;
 
     /// Closes the connection in order; unsettled deliveries return to their queues.

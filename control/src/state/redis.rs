@@ -45,8 +45,10 @@ return added
 "#;
 
 // ARGV[1] = now in ms; then 5 per change: field, comma-separated from-states, to-state, owner, bump.
-// Returns per change "A" .. previous (applied), "R" .. current (refused) or "M" (missing).
+// Returns per change "A" .. previous (applied), "R" .. current (refused) or "M" (missing); or just
+// "U" when the run does not exist (without the check, the finish time below would create its key).
 const TRANSITION: &str = r#"
+if redis.call('EXISTS', KEYS[3]) == 0 then return {'U'} end
 local out = {}
 local started = false
 for i = 2, #ARGV, 5 do
@@ -82,6 +84,13 @@ else
   redis.call('HDEL', KEYS[3], 'finished_ms')
 end
 return out
+"#;
+
+// KEYS[1] = the run, KEYS[2] = its results; ARGV = batch field, payload. 0 when the run is unknown.
+const PUT_RESULT: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
 "#;
 
 /// Run state in a Redis server, through a connection manager that reconnects by itself.
@@ -224,6 +233,9 @@ impl RunStore for RedisStore {
                 .arg(u8::from(change.bump_attempt));
         }
         let raw: Vec<String> = invocation.invoke_async(&mut con).await.map_err(unavailable)?;
+        if raw == ["U"] {
+            return Err(StateError::UnknownRun(run_id.to_owned()));
+        }
         if raw.len() != changes.len() {
             return Err(StateError::Corrupt(format!("{} results for {} changes", raw.len(), changes.len())));
         }
@@ -234,6 +246,9 @@ impl RunStore for RedisStore {
         let mut con = self.connection.clone();
         let all: Vec<(String, String)> =
             con.hgetall(format!("{}:batches", self.run_key(run_id))).await.map_err(unavailable)?;
+        if all.is_empty() && !con.exists::<_, bool>(self.run_key(run_id)).await.map_err(unavailable)? {
+            return Err(StateError::UnknownRun(run_id.to_owned()));
+        }
         let mut found = Vec::new();
         for (field, value) in all {
             let status = BatchStatus::decode(&value)?;
@@ -298,13 +313,27 @@ impl RunStore for RedisStore {
 
     async fn put_result(&self, run_id: &str, batch: &BatchRef, payload: &[u8]) -> Result<(), StateError> {
         let mut con = self.connection.clone();
-        let () = con.hset(format!("{}:results", self.run_key(run_id)), batch.field(), payload).await.map_err(unavailable)?;
-        Ok(())
+        let run_key = self.run_key(run_id);
+        let stored: i64 = Script::new(PUT_RESULT)
+            .key(&run_key)
+            .key(format!("{run_key}:results"))
+            .arg(batch.field())
+            .arg(payload)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        match stored {
+            1 => Ok(()),
+            _ => Err(StateError::UnknownRun(run_id.to_owned())),
+        }
     }
 
     async fn results(&self, run_id: &str) -> Result<Vec<(BatchRef, Vec<u8>)>, StateError> {
         let mut con = self.connection.clone();
         let all: Vec<(String, Vec<u8>)> = con.hgetall(format!("{}:results", self.run_key(run_id))).await.map_err(unavailable)?;
+        if all.is_empty() && !con.exists::<_, bool>(self.run_key(run_id)).await.map_err(unavailable)? {
+            return Err(StateError::UnknownRun(run_id.to_owned()));
+        }
         let mut found = all.into_iter().map(|(field, payload)| Ok((BatchRef::parse_field(&field)?, payload))).collect::<Result<Vec<_>, StateError>>()?;
         found.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(found)
