@@ -264,18 +264,6 @@ fn report_status(invalid: bool, strict: bool) -> i32 {
     i32::from(invalid && strict)
 }
 
-/// A bar on standard error for a terminal; nothing otherwise (logs and CI output stay clean).
-fn progress_bar(steps: u64) -> indicatif::ProgressBar {
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(steps).with_prefix("report");
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix:<8} [{bar:30}] {pos}/{len} {elapsed} {msg}") {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
-}
-
 /// Runs a command; `status` is the exit status of a command that succeeded (`report --strict`).
 async fn run(cli: Cli, status: &mut i32) -> anyhow::Result<()> {
     match cli.command {
@@ -362,7 +350,7 @@ async fn run(cli: Cli, status: &mut i32) -> anyhow::Result<()> {
             let requirements = Requirements::parse(&read(&requirements, DEFAULT_REQUIREMENTS)?).map_err(anyhow::Error::msg)?;
             let spec = spec.read(&run).await?;
             // Reading, one step per metric (bootstrap intervals and tests), the rest, rendering.
-            let bar = progress_bar(analyzer::report::build_steps() as u64 + 2);
+            let bar = control::process::progress_bar("report", analyzer::report::build_steps() as u64 + 2);
             bar.set_message("reading the metrics");
             let metrics = read_metrics(&store, &run).inspect_err(|_| bar.finish_and_clear())?;
             let options = analyzer::report::Options { alpha, seed, spec, exclude_warmup, target, target_load: capacity.target_load, ..Default::default() };

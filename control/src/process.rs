@@ -41,3 +41,16 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown requested");
 }
+
+/// A progress bar of `len` steps on standard error when it is a terminal, a hidden one otherwise
+/// (logs, pipes and CI output stay clean): `prefix [=====>    ] pos/len rate eta message`.
+pub fn progress_bar(prefix: &str, len: u64) -> indicatif::ProgressBar {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len).with_prefix(prefix.to_owned());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix:<14} [{bar:40}] {pos}/{len} {per_sec} eta {eta} {msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}

@@ -12,19 +12,8 @@ use coordinator::manifest::Manifest;
 use coordinator::spec::RunSpec;
 use coordinator::status::{self, StatusView};
 use coordinator::{seed, synth};
+use control::process::progress_bar;
 use storage::{RetryPolicy, StorageConfig};
-
-/// A progress bar on a terminal, nothing otherwise (logs and pipes stay clean).
-fn progress_bar(what: &str) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(0).with_prefix(what.to_owned());
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix:<10} [{bar:40}] {pos}/{len} {per_sec} eta {eta}") {
-        bar.set_style(style);
-    }
-    bar
-}
 
 /// Plans benchmark runs: builds dataset manifests, publishes batch jobs, follows progress.
 #[derive(Parser)]
@@ -196,7 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let bar = progress_bar("writing");
+            let bar = progress_bar("writing", 0);
             bar.set_length(count);
             let entries = synth::generate(seed, count, threads, |key, data| {
                 bar.inc(1);
@@ -218,7 +207,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 config => {
                     let path = out.context("--out is required when scanning a bucket or container")?;
                     let store = config.open().await?;
-                    let bar = progress_bar("hashing");
+                    let bar = progress_bar("hashing", 0);
                     (seed::scan(store.as_ref(), concurrency, RetryPolicy::default(), &bar).await.map_err(anyhow::Error::msg)?, path)
                 }
             };
@@ -236,9 +225,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let manifest = match (manifest, &from_config) {
                 (Some(path), _) => Manifest::load(&path)?,
                 (None, StorageConfig::Local { path, .. }) if path.join("manifest.json").exists() => Manifest::load(&path.join("manifest.json"))?,
-                (None, _) => seed::scan(source.as_ref(), concurrency, RetryPolicy::default(), &progress_bar("hashing")).await.map_err(anyhow::Error::msg)?,
+                (None, _) => seed::scan(source.as_ref(), concurrency, RetryPolicy::default(), &progress_bar("hashing", 0)).await.map_err(anyhow::Error::msg)?,
             };
-            let bar = progress_bar("seeding");
+            let bar = progress_bar("seeding", 0);
             let done = seed::seed(source.as_ref(), target.as_ref(), &manifest, concurrency, RetryPolicy::default(), &bar)
                 .await
                 .map_err(anyhow::Error::msg)?;
@@ -490,9 +479,6 @@ async fn follow(store: &dyn RunStore, run_id: &str, amqp_url: &str, ns: &Namespa
     let tty = std::io::stderr().is_terminal();
     let bars = indicatif::MultiProgress::new();
     let mut by_platform = std::collections::BTreeMap::new();
-    let style = indicatif::ProgressStyle::with_template("{prefix:<14} [{bar:40}] {pos}/{len} {msg}")
-        .expect("valid template")
-        .progress_chars("=> ");
     let mut last_table = std::time::Instant::now() - Duration::from_secs(60);
     let mut recent = status::RecentPace::default();
     loop {
@@ -503,10 +489,7 @@ async fn follow(store: &dyn RunStore, run_id: &str, amqp_url: &str, ns: &Namespa
             for (platform, counts) in &view.run.platforms {
                 let bar = by_platform.entry(platform.clone()).or_insert_with(|| {
                     let total: u64 = counts.values().sum();
-                    let bar = bars.add(indicatif::ProgressBar::new(total));
-                    bar.set_style(style.clone());
-                    bar.set_prefix(platform.clone());
-                    bar
+                    bars.add(progress_bar(platform, total))
                 });
                 let get = |s| counts.get(&s).copied().unwrap_or(0);
                 use control::state::BatchState::*;
