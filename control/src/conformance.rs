@@ -322,8 +322,10 @@ async fn dead_letters(broker: &dyn Broker, ns: &Namespace) {
     subscription.cancel().await;
     depth_becomes(broker, &ns.dead_letter_queue(), 1).await;
     assert_eq!(broker.peek(&ns.dead_letter_queue(), 10).await.unwrap(), [b"dead 0".to_vec()], "a dead-lettered message waits in the dead-letter queue");
+    // A peek returns what it read as it closes (on RabbitMQ, a moment later): then it is there again.
+    depth_becomes(broker, &ns.dead_letter_queue(), 1).await;
     assert_eq!(broker.peek(&ns.dead_letter_queue(), 10).await.unwrap(), [b"dead 0".to_vec()], "peeking leaves it there");
-    assert_eq!(broker.depth(&ns.dead_letter_queue()).await.unwrap(), 1);
+    depth_becomes(broker, &ns.dead_letter_queue(), 1).await;
     depth_becomes(broker, &queue, 0).await;
     let mut dead = broker.subscribe(&ns.dead_letter_queue(), 1).await.unwrap();
     next(&mut dead).await.ack().await.unwrap();
