@@ -9,10 +9,13 @@
 //! again since (a later attempt) is left alone.
 
 use std::collections::HashMap;
+#[cfg(feature = "rabbitmq")]
 use std::time::{Duration, Instant};
 
 use crate::state::{BatchRef, BatchState, Change, Outcome};
-use crate::{AmqpBroker, Broker, BrokerError, Namespace, RunStore, StateError};
+#[cfg(feature = "rabbitmq")]
+use crate::AmqpBroker;
+use crate::{Broker, BrokerError, Namespace, RunStore, StateError};
 
 /// Most dead letters read at once.
 const PEEK: usize = 10_000;
@@ -64,10 +67,12 @@ pub async fn fail_dead_lettered(broker: &dyn Broker, store: &dyn RunStore, ns: &
 }
 
 /// How often a [`DeadLetterWatch`] reads the dead-letter queue.
+#[cfg(feature = "rabbitmq")]
 const EVERY: Duration = Duration::from_secs(5);
 
 /// [`fail_dead_lettered`] for one run, at most every few seconds, over a broker connection of its
 /// own (opened on first use and again after a failure), for loops that poll a run anyway.
+#[cfg(feature = "rabbitmq")]
 pub struct DeadLetterWatch {
     amqp_url: String,
     ns: Namespace,
@@ -76,6 +81,7 @@ pub struct DeadLetterWatch {
     next: Instant,
 }
 
+#[cfg(feature = "rabbitmq")]
 impl DeadLetterWatch {
     pub fn new(amqp_url: &str, ns: &Namespace, run_id: &str) -> Self {
         Self { amqp_url: amqp_url.to_owned(), ns: ns.clone(), run_id: run_id.to_owned(), broker: None, next: Instant::now() }

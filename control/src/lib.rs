@@ -1,9 +1,10 @@
 //! The control plane of a run: where jobs and metrics travel and where the run's state is kept.
 //!
 //! - [`broker`]: the [`Broker`] trait (declare the topology, publish with confirms, consume with
-//!   acknowledgements) with [`AmqpBroker`] for RabbitMQ and [`MemoryBroker`] for the embedded run.
+//!   acknowledgements) with `AmqpBroker` for RabbitMQ (feature `rabbitmq`) and [`MemoryBroker`] for
+//!   the embedded run.
 //! - [`state`]: the [`RunStore`] trait (per-batch state, progress counts, worker heartbeats) with
-//!   [`RedisStore`] and [`MemoryStore`]; the transition rules themselves are pure, in [`state::rules`].
+//!   `RedisStore` (feature `redis`) and [`MemoryStore`]; the transition rules themselves are pure, in [`state::rules`].
 //! - [`sweep`]: load sweeps and the search for the highest rate meeting a target (pure).
 //! - [`conformance`]: what every [`Broker`] and every [`RunStore`] must do, checked against each.
 //! - [`consume`]: the reconnecting consumer loop shared by workers and the collector.
@@ -23,9 +24,13 @@ pub mod state;
 pub mod sweep;
 pub mod telemetry;
 
-pub use broker::{AmqpBroker, Broker, BrokerError, Delivery, MemoryBroker, Outgoing, Subscription};
+#[cfg(feature = "rabbitmq")]
+pub use broker::AmqpBroker;
+pub use broker::{Broker, BrokerError, Delivery, MemoryBroker, Outgoing, Subscription};
 pub use redact::{SecretUrl, redact};
-pub use state::{MemoryStore, RedisStore, RunStore, StateError};
+#[cfg(feature = "redis")]
+pub use state::RedisStore;
+pub use state::{MemoryStore, RunStore, StateError};
 
 /// Returns the wall-clock time in Unix microseconds.
 pub fn now_us() -> i64 {

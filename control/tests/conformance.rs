@@ -1,3 +1,5 @@
+#![cfg(all(feature = "rabbitmq", feature = "redis"))]
+
 //! The conformance suite (`control::conformance`) against every implementation: the in-process ones
 //! the embedded run uses, and Redis and RabbitMQ as the test script starts them (`REDIS_URL`,
 //! `AMQP_URL`). Each test works in a namespace of its own; a missing server is a failure.

@@ -16,6 +16,7 @@
 
 pub mod enqueue;
 pub mod manifest;
+#[cfg(feature = "cloud")]
 pub mod observe;
 pub mod plan;
 pub mod schedule;

@@ -5,8 +5,13 @@
 //! or JSON with base64 images: `{"image": "..."}` or `{"images": ["...", ...]}` (the Azure ML and App
 //! Service style). A confidence threshold can come as `?conf=` or a `"conf"` field.
 
+use std::time::Duration;
+
 use base64::Engine;
+use detector::Detector;
 use serde::{Deserialize, Serialize};
+
+use crate::batcher::Answer;
 
 /// One detected object, its box in the original image's pixels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -208,6 +213,49 @@ fn multipart(body: &[u8], boundary: &str, max_images: usize) -> Result<Parsed, B
     Ok(parsed)
 }
 
+/// Images larger than this many pixels (40 MP) are refused before decoding.
+pub const DEFAULT_MAX_PIXELS: u64 = 40_000_000;
+
+/// What a server (or the in-process model) tells about its model.
+pub fn model_info(detector: &Detector, device: &str) -> ModelInfo {
+    ModelInfo {
+        variant: detector.model().variant().to_string(),
+        classes: detector.model().classes(),
+        input_size: detector.input_size,
+        sha256: detector.weights_sha256.clone(),
+        device: device.to_owned(),
+    }
+}
+
+/// Builds the JSON answer of one request from its images' answers.
+pub fn response(answers: Vec<Answer>, info: &ModelInfo, names: &[String]) -> Response {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    Response {
+        inference_ms: answers.iter().map(|a| ms(a.inference)).fold(0.0, f64::max),
+        queue_ms: answers.iter().map(|a| ms(a.queued)).fold(0.0, f64::max),
+        batch_size: answers.iter().map(|a| a.batch_size).max().unwrap_or(0),
+        predictions: answers
+            .into_iter()
+            .map(|a| Prediction {
+                width: a.detections.width,
+                height: a.detections.height,
+                detections: a
+                    .detections
+                    .detections
+                    .iter()
+                    .map(|d| Detection {
+                        class_id: d.class_id,
+                        class_name: names.get(d.class_id).cloned().unwrap_or_else(|| d.class_id.to_string()),
+                        confidence: d.confidence,
+                        bbox: [d.x1, d.y1, d.x2, d.y2],
+                    })
+                    .collect(),
+            })
+            .collect(),
+        model: info.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,4 +337,3 @@ mod tests {
         assert!(!refuse("multipart/form-data; boundary=b", &ok[..20], 4).contains('\n'));
     }
 }
-

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+#[cfg(feature = "sagemaker")]
 use aws_sdk_sagemakerruntime::config::Region;
+#[cfg(feature = "sagemaker")]
 use aws_sdk_sagemakerruntime::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use bytes::Bytes;
 use detector::PostOptions;
@@ -38,6 +40,7 @@ pub struct Invoked {
 
 impl Invoked {
     /// Accepts any JSON answer; reads the counts when it is this project's format.
+    #[cfg(any(feature = "http", feature = "sagemaker"))]
     fn from_json(body: Bytes) -> Result<Self, StorageError> {
         let value: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| StorageError::new(ErrorKind::BadResponse, format!("the answer is not JSON: {e}")))?;
@@ -81,6 +84,7 @@ pub fn status_kind(status: u16) -> Option<ErrorKind> {
 }
 
 /// The first line of an error answer: this project's `{"error": ...}` or the start of the text.
+#[cfg(any(feature = "http", feature = "sagemaker"))]
 fn error_line(body: &[u8]) -> String {
     if let Ok(e) = serde_json::from_slice::<api::ErrorBody>(body) {
         return e.error;
@@ -153,6 +157,7 @@ pub struct ServerTime {
 }
 
 impl ServerTime {
+    #[cfg(feature = "http")]
     fn check(&self) -> Result<(), String> {
         match (&self.header, &self.field) {
             (Some(h), None) if !h.is_empty() => Ok(()),
@@ -162,6 +167,7 @@ impl ServerTime {
     }
 
     /// The server's milliseconds from an answer's headers and JSON body, if they carry them.
+    #[cfg(feature = "http")]
     fn read(&self, headers: &reqwest::header::HeaderMap, body: &[u8]) -> Option<f64> {
         let ms = match (&self.header, &self.field) {
             (Some(name), _) => headers.get(name.as_str())?.to_str().ok()?.trim().parse().ok()?,
@@ -302,8 +308,16 @@ impl TargetConfig {
     /// Builds the client (and, for `local`, loads the model).
     pub async fn open(&self) -> anyhow::Result<Arc<dyn Invoker>> {
         Ok(match self {
+            #[cfg(feature = "http")]
             TargetConfig::Http(c) => Arc::new(HttpInvoker::new(c).map_err(anyhow::Error::msg)?),
+            #[cfg(not(feature = "http"))]
+            TargetConfig::Http(c) => anyhow::bail!("{}: this build has no HTTP endpoint client (the endpoint crate's `http` feature)", c.url),
+            #[cfg(feature = "sagemaker")]
             TargetConfig::Sagemaker(c) => Arc::new(SageMakerInvoker::connect(c).await.map_err(anyhow::Error::msg)?),
+            #[cfg(not(feature = "sagemaker"))]
+            TargetConfig::Sagemaker(c) => {
+                anyhow::bail!("sagemaker://{}: this build has no SageMaker client (the endpoint crate's `sagemaker` feature)", c.endpoint_name)
+            }
             TargetConfig::Local(c) => {
                 let c = c.clone();
                 Arc::new(tokio::task::spawn_blocking(move || LocalInvoker::load(&c)).await??)
@@ -313,6 +327,7 @@ impl TargetConfig {
 }
 
 /// An HTTP endpoint that takes an image body and answers JSON.
+#[cfg(feature = "http")]
 pub struct HttpInvoker {
     client: reqwest::Client,
     url: String,
@@ -320,6 +335,7 @@ pub struct HttpInvoker {
     server_time: Option<ServerTime>,
 }
 
+#[cfg(feature = "http")]
 impl HttpInvoker {
     pub fn new(config: &HttpConfig) -> Result<Self, String> {
         storage::tls::install_ring();
@@ -339,7 +355,9 @@ impl HttpInvoker {
     }
 }
 
+#[cfg(feature = "http")]
 #[async_trait]
+#[cfg(feature = "http")]
 impl Invoker for HttpInvoker {
     fn describe(&self) -> String {
         // The URL of an App Service or Function may carry a `code=` key: print it without its query.
@@ -383,6 +401,7 @@ impl Invoker for HttpInvoker {
 }
 
 /// A reqwest error's text without the URL (which may carry a key in its query).
+#[cfg(feature = "http")]
 fn without_url(e: reqwest::Error) -> String {
     let e = e.without_url();
     let mut text = e.to_string();
@@ -396,11 +415,13 @@ fn without_url(e: reqwest::Error) -> String {
 }
 
 /// A SageMaker real-time endpoint, called with `InvokeEndpoint`.
+#[cfg(feature = "sagemaker")]
 pub struct SageMakerInvoker {
     client: aws_sdk_sagemakerruntime::Client,
     endpoint_name: String,
 }
 
+#[cfg(feature = "sagemaker")]
 impl SageMakerInvoker {
     pub async fn connect(config: &SageMakerConfig) -> Result<Self, String> {
         if config.endpoint_name.is_empty() {
@@ -425,7 +446,9 @@ impl SageMakerInvoker {
     }
 }
 
+#[cfg(feature = "sagemaker")]
 #[async_trait]
+#[cfg(feature = "sagemaker")]
 impl Invoker for SageMakerInvoker {
     fn describe(&self) -> String {
         format!("sagemaker endpoint {}", self.endpoint_name)
@@ -451,6 +474,7 @@ impl Invoker for SageMakerInvoker {
     }
 }
 
+#[cfg(feature = "sagemaker")]
 impl SageMakerInvoker {
     fn error<E>(&self, err: SdkError<E, aws_smithy_runtime_api::http::Response>) -> StorageError
     where
@@ -499,11 +523,11 @@ impl LocalInvoker {
         let mut detector = detector::Detector::load(&config.weights, &device)
             .map_err(|e| anyhow::anyhow!("weights {}: {e}", config.weights.display()))?;
         detector.input_size = config.imgsz;
-        let info = crate::server::model_info(&detector, &config.device);
+        let info = api::model_info(&detector, &config.device);
         let names = Arc::new((0..detector.model().classes()).map(|i| detector.class_name(i).to_owned()).collect());
         let batch = BatchConfig { max_batch: config.max_batch, max_wait: Duration::from_millis(config.max_wait_ms), queue: 1024, adaptive: true };
         let options = PostOptions { confidence: config.conf, ..PostOptions::default() };
-        Ok(Self { batcher: Batcher::start(detector, batch, Arc::new(Metrics::default())), options, max_pixels: crate::server::DEFAULT_MAX_PIXELS, info, names })
+        Ok(Self { batcher: Batcher::start(detector, batch, Arc::new(Metrics::default())), options, max_pixels: api::DEFAULT_MAX_PIXELS, info, names })
     }
 }
 
@@ -536,7 +560,7 @@ impl Invoker for LocalInvoker {
             .map_err(|e| StorageError::new(ErrorKind::Throttled, e.to_string()))?
             .await
             .map_err(|_| StorageError::new(ErrorKind::Unavailable, "the model thread stopped"))?;
-        let response = crate::server::response(vec![answer], &self.info, &self.names);
+        let response = api::response(vec![answer], &self.info, &self.names);
         let detections = response.predictions.iter().map(|p| p.detections.len()).sum();
         // The same split as an HTTP endpoint's answer: the model's time and the wait before it.
         let server_ms = response.inference_ms + response.queue_ms;
@@ -545,7 +569,7 @@ impl Invoker for LocalInvoker {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "http", feature = "sagemaker"))]
 mod tests {
     use super::*;
 

@@ -55,7 +55,7 @@ struct Args {
     #[arg(long, default_value_t = 32)]
     max_images: usize,
     /// Largest image in pixels, checked from its header before decoding.
-    #[arg(long, default_value_t = endpoint::server::DEFAULT_MAX_PIXELS)]
+    #[arg(long, default_value_t = endpoint::api::DEFAULT_MAX_PIXELS)]
     max_pixels: u64,
     /// Seconds a request may wait for the model before 504.
     #[arg(long, default_value_t = 60)]

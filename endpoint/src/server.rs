@@ -21,12 +21,9 @@ use serde::Deserialize;
 use storage::{ErrorKind, Secret};
 
 use crate::api::{self, BodyError};
-use crate::batcher::{Answer, BatchConfig, Batcher};
+use crate::batcher::{BatchConfig, Batcher};
 use crate::client::Invoker;
 use crate::metrics::Metrics;
-
-/// Images larger than this many pixels (40 MP) are refused before decoding.
-pub const DEFAULT_MAX_PIXELS: u64 = 40_000_000;
 
 /// Limits and options of the server.
 #[derive(Clone)]
@@ -54,7 +51,7 @@ impl Default for ServerConfig {
         Self {
             max_body: 20 << 20,
             max_images: 32,
-            max_pixels: DEFAULT_MAX_PIXELS,
+            max_pixels: api::DEFAULT_MAX_PIXELS,
             timeout: Duration::from_secs(60),
             token: None,
             options: PostOptions::default(),
@@ -71,46 +68,6 @@ struct AppState {
     info: api::ModelInfo,
     names: Arc<Vec<String>>,
     sample: Bytes,
-}
-
-/// What the server tells about its model.
-pub fn model_info(detector: &Detector, device: &str) -> api::ModelInfo {
-    api::ModelInfo {
-        variant: detector.model().variant().to_string(),
-        classes: detector.model().classes(),
-        input_size: detector.input_size,
-        sha256: detector.weights_sha256.clone(),
-        device: device.to_owned(),
-    }
-}
-
-/// Builds the JSON answer of one request from its images' answers.
-pub fn response(answers: Vec<Answer>, info: &api::ModelInfo, names: &[String]) -> api::Response {
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    api::Response {
-        inference_ms: answers.iter().map(|a| ms(a.inference)).fold(0.0, f64::max),
-        queue_ms: answers.iter().map(|a| ms(a.queued)).fold(0.0, f64::max),
-        batch_size: answers.iter().map(|a| a.batch_size).max().unwrap_or(0),
-        predictions: answers
-            .into_iter()
-            .map(|a| api::Prediction {
-                width: a.detections.width,
-                height: a.detections.height,
-                detections: a
-                    .detections
-                    .detections
-                    .iter()
-                    .map(|d| api::Detection {
-                        class_id: d.class_id,
-                        class_name: names.get(d.class_id).cloned().unwrap_or_else(|| d.class_id.to_string()),
-                        confidence: d.confidence,
-                        bbox: [d.x1, d.y1, d.x2, d.y2],
-                    })
-                    .collect(),
-            })
-            .collect(),
-        model: info.clone(),
-    }
 }
 
 /// An error answer: a status and one line of JSON.
@@ -140,7 +97,7 @@ impl IntoResponse for ApiError {
 /// Starts the model thread and returns the application.
 pub fn app(detector: Detector, batch: BatchConfig, config: ServerConfig) -> Router {
     let metrics = Arc::new(Metrics::default());
-    let info = model_info(&detector, &config.device);
+    let info = api::model_info(&detector, &config.device);
     let names = Arc::new((0..detector.model().classes()).map(|i| detector.class_name(i).to_owned()).collect());
     let max_body = config.max_body;
     let state = Arc::new(AppState { batcher: Batcher::start(detector, batch, metrics.clone()), config, metrics, info, names, sample: sample_jpeg() });
@@ -269,7 +226,7 @@ async fn detect(
         .await
         .map_err(|_| ApiError::new(StatusCode::GATEWAY_TIMEOUT, format!("no answer from the model within {} s", s.config.timeout.as_secs())))?
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the model thread stopped"))?;
-    Ok(response(answers, &s.info, &s.names))
+    Ok(api::response(answers, &s.info, &s.names))
 }
 
 /// Sends the page's image to another configured endpoint and returns its answer.

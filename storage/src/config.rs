@@ -5,7 +5,11 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::{AzureAuth, AzureConfig, AzureStore, LocalDirStore, S3Config, S3Store, Storage, StorageError};
+#[cfg(feature = "azure")]
+use crate::{AzureAuth, AzureConfig, AzureStore};
+#[cfg(feature = "s3")]
+use crate::{S3Config, S3Store};
+use crate::{LocalDirStore, Storage, StorageError};
 
 /// A store as named in a worker config or on a command line.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -18,8 +22,10 @@ pub enum StorageConfig {
         durable: bool,
     },
     /// An S3 bucket or S3-compatible server.
+    #[cfg(feature = "s3")]
     S3(S3Config),
     /// An Azure Blob container or Azurite.
+    #[cfg(feature = "azure")]
     Azure(AzureConfig),
 }
 
@@ -39,6 +45,7 @@ impl StorageConfig {
         let mut take = |name: &str| params.iter().position(|(k, _)| k == name).map(|i| params.remove(i).1);
         let config = match scheme {
             "file" => StorageConfig::Local { path: PathBuf::from(location), durable: take("durable").is_some_and(|v| v == "true") },
+            #[cfg(feature = "s3")]
             "s3" => {
                 let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
                 if bucket.is_empty() {
@@ -52,6 +59,7 @@ impl StorageConfig {
                 config.profile = take("profile");
                 StorageConfig::S3(config)
             }
+            #[cfg(feature = "azure")]
             "azure" => {
                 let (first, rest) = location.split_once('/').unwrap_or((location, ""));
                 let (endpoint, container, prefix) = if first.contains(".blob.") {
@@ -75,6 +83,10 @@ impl StorageConfig {
                 config.account = take("account");
                 StorageConfig::Azure(config)
             }
+            #[cfg(not(feature = "s3"))]
+            "s3" => return Err(bad("this build has no S3 support (the storage crate's `s3` feature)")),
+            #[cfg(not(feature = "azure"))]
+            "azure" => return Err(bad("this build has no Azure Blob support (the storage crate's `azure` feature)")),
             other => return Err(bad(&format!("unknown scheme {other:?} (file, s3 or azure)"))),
         };
         match params.first() {
@@ -87,7 +99,9 @@ impl StorageConfig {
     pub async fn create(&self) -> Result<(), StorageError> {
         match self {
             StorageConfig::Local { path, durable } => LocalDirStore::create(path, *durable).map(drop),
+            #[cfg(feature = "s3")]
             StorageConfig::S3(config) => S3Store::connect(config.clone()).await?.create_bucket().await,
+            #[cfg(feature = "azure")]
             StorageConfig::Azure(config) => AzureStore::connect(config.clone())?.create_container().await,
         }
     }
@@ -96,7 +110,9 @@ impl StorageConfig {
     pub async fn open(&self) -> Result<Arc<dyn Storage>, StorageError> {
         let store: Arc<dyn Storage> = match self {
             StorageConfig::Local { path, durable } => Arc::new(LocalDirStore::open(path, *durable)?),
+            #[cfg(feature = "s3")]
             StorageConfig::S3(config) => Arc::new(S3Store::connect(config.clone()).await?),
+            #[cfg(feature = "azure")]
             StorageConfig::Azure(config) => Arc::new(AzureStore::connect(config.clone())?),
         };
         store.probe().await?;
@@ -104,7 +120,7 @@ impl StorageConfig {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "s3", feature = "azure"))]
 mod tests {
     use super::*;
 

@@ -1,30 +1,36 @@
 //! Object storage as the worker sees it: put, get, delete and list objects by key.
 //!
 //! [`Storage`] is the one trait every backend implements: [`LocalDirStore`] (a directory acting as a
-//! bucket), [`S3Store`] and [`AzureStore`]; [`StorageConfig`] names one in a config file or a URL, and
+//! bucket), `S3Store` and `AzureStore` (features `s3` and `azure`, on by default); [`StorageConfig`] names one in a config file or a URL, and
 //! [`RetryPolicy`] retries requests with backoff, reporting every retry. The worker times these calls
 //! for its upload and download phases, and also reads a batch's source images through a [`Storage`],
 //! so a dataset can live in a folder or in a bucket alike.
 //! [`conformance`] holds the assertions every implementation must pass.
 
+#[cfg(feature = "azure")]
 mod azure;
 mod config;
 pub mod conformance;
 pub mod keys;
 mod local;
 mod retry;
+#[cfg(feature = "s3")]
 mod s3;
+#[cfg(feature = "azure")]
 pub mod sas;
 mod secret;
+#[cfg(feature = "tls")]
 pub mod tls;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
+#[cfg(feature = "azure")]
 pub use azure::{AzureAuth, AzureConfig, AzureStore};
 pub use config::StorageConfig;
 pub use local::LocalDirStore;
 pub use retry::{Attempted, RetryPolicy};
+#[cfg(feature = "s3")]
 pub use s3::{AwsAccess, S3Config, S3Store, StaticCredentials, aws_sdk_config};
 pub use secret::{Secret, read_secret, secret_from};
 

@@ -1,3 +1,5 @@
+#![cfg(all(feature = "s3", feature = "azure"))]
+
 //! The conformance suite and the failure modes users meet, against the real servers the test script
 //! starts: s3s-fs for S3 and Azurite for Azure Blob. Each test uses its own bucket or container.
 

@@ -4,11 +4,13 @@
 //! delivery that is never settled (its consumer died) goes back to the queue. A message that cannot be
 //! processed is dead-lettered, and one that keeps failing is dead-lettered after the delivery limit.
 
+#[cfg(feature = "rabbitmq")]
 mod amqp;
 mod memory;
 
 use async_trait::async_trait;
 
+#[cfg(feature = "rabbitmq")]
 pub use amqp::AmqpBroker;
 pub use memory::MemoryBroker;
 

@@ -6,6 +6,7 @@
 //! the per-platform counters and the run's start and end times consistent with the batch states.
 
 mod memory;
+#[cfg(feature = "redis")]
 mod redis;
 pub mod rules;
 
@@ -14,6 +15,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
 pub use redis::RedisStore;
 pub use rules::BatchState;
 
