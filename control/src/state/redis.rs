@@ -126,6 +126,14 @@ impl RedisStore {
     fn run_key(&self, run_id: &str) -> String {
         self.ns.key(&format!("run:{run_id}"))
     }
+
+    /// `UnknownRun` unless the run exists.
+    async fn known(&self, con: &mut ConnectionManager, run_id: &str) -> Result<(), StateError> {
+        match con.exists::<_, bool>(self.run_key(run_id)).await.map_err(unavailable)? {
+            true => Ok(()),
+            false => Err(StateError::UnknownRun(run_id.to_owned())),
+        }
+    }
 }
 
 fn parse_outcome(raw: &str) -> Result<Outcome, StateError> {
@@ -246,8 +254,9 @@ impl RunStore for RedisStore {
         let mut con = self.connection.clone();
         let all: Vec<(String, String)> =
             con.hgetall(format!("{}:batches", self.run_key(run_id))).await.map_err(unavailable)?;
-        if all.is_empty() && !con.exists::<_, bool>(self.run_key(run_id)).await.map_err(unavailable)? {
-            return Err(StateError::UnknownRun(run_id.to_owned()));
+        if all.is_empty() {
+            // An empty hash is either a run with none or no run at all.
+            self.known(&mut con, run_id).await?;
         }
         let mut found = Vec::new();
         for (field, value) in all {
@@ -263,10 +272,7 @@ impl RunStore for RedisStore {
     async fn set_cancelled(&self, run_id: &str, cancelled: bool) -> Result<(), StateError> {
         let mut con = self.connection.clone();
         let run_key = self.run_key(run_id);
-        let exists: bool = con.exists(&run_key).await.map_err(unavailable)?;
-        if !exists {
-            return Err(StateError::UnknownRun(run_id.to_owned()));
-        }
+        self.known(&mut con, run_id).await?;
         con.hset(&run_key, "cancelled", u8::from(cancelled)).await.map_err(unavailable)
     }
 
@@ -331,8 +337,9 @@ impl RunStore for RedisStore {
     async fn results(&self, run_id: &str) -> Result<Vec<(BatchRef, Vec<u8>)>, StateError> {
         let mut con = self.connection.clone();
         let all: Vec<(String, Vec<u8>)> = con.hgetall(format!("{}:results", self.run_key(run_id))).await.map_err(unavailable)?;
-        if all.is_empty() && !con.exists::<_, bool>(self.run_key(run_id)).await.map_err(unavailable)? {
-            return Err(StateError::UnknownRun(run_id.to_owned()));
+        if all.is_empty() {
+            // An empty hash is either a run with none or no run at all.
+            self.known(&mut con, run_id).await?;
         }
         let mut found = all.into_iter().map(|(field, payload)| Ok((BatchRef::parse_field(&field)?, payload))).collect::<Result<Vec<_>, StateError>>()?;
         found.sort_by(|a, b| a.0.cmp(&b.0));
