@@ -354,7 +354,9 @@ def main() -> None:
         # An ultralytics export made earlier (for the committed fixture: the file as of commit
         # ea30914, `git show ea30914:detector/fixtures/yolov8n-random.onnx`); no torch needed.
         source = Path(args[1])
-        versions = {"ultralytics": "8.4.190 (the export given with --from-export)", "torch": "2.15.0 (ditto)"}
+        # The export records the ultralytics version that wrote it, not torch's.
+        written_by = {p.key: p.value for p in onnx.load(str(source)).metadata_props}.get("version", "unknown")
+        versions = {"ultralytics": f"{written_by} (the export given with --from-export)", "torch": "not recorded in the export"}
         with tempfile.TemporaryDirectory(prefix="detfix-") as tmp:
             copy = Path(tmp, "export.onnx")
             shutil.copyfile(source, copy)
