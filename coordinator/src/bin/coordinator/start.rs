@@ -12,13 +12,19 @@ use coordinator::spec::RunSpec;
 
 use super::Services;
 
-/// Publishes the run of `spec` (resuming it if it was started before), then follows it with `watch`.
-pub async fn run(services: &Services, ns: &Namespace, spec: &Path, run_id: Option<String>, max_rate: Option<f64>, watch: bool) -> anyhow::Result<()> {
-    let spec = RunSpec::load(spec)?;
-    let Some(run_id) = run_id.or(spec.run_id.clone()) else {
+/// The run id given on the command line, else the spec's, checked.
+fn run_id_of(spec: &RunSpec, given: Option<String>) -> anyhow::Result<String> {
+    let Some(run_id) = given.or(spec.run_id.clone()) else {
         bail!("no run id: give --run-id or set run_id in the spec");
     };
     proto::check_name("run id", &run_id)?;
+    Ok(run_id)
+}
+
+/// Publishes the run of `spec` (resuming it if it was started before), then follows it with `watch`.
+pub async fn run(services: &Services, ns: &Namespace, spec: &Path, run_id: Option<String>, max_rate: Option<f64>, watch: bool) -> anyhow::Result<()> {
+    let spec = RunSpec::load(spec)?;
+    let run_id = run_id_of(&spec, run_id)?;
     let manifest = Manifest::load(&spec.manifest)?;
     let store = RedisStore::connect(&services.redis_url, ns.clone()).await?;
     let broker = AmqpBroker::connect(&services.amqp_url).await?;
@@ -88,10 +94,7 @@ pub async fn schedule(services: &Services, ns: &Namespace, spec: &Path, every: &
     if spec.scaling.is_some() || spec.load_sweep.is_some() {
         bail!("a schedule repeats rounds; a scaling or load-sweep spec's rounds are its stages: use `run` for it");
     }
-    let Some(run_id) = run_id.or(spec.run_id.clone()) else {
-        bail!("no run id: give --run-id or set run_id in the spec");
-    };
-    proto::check_name("run id", &run_id)?;
+    let run_id = run_id_of(&spec, run_id)?;
     let every = coordinator::schedule::parse_duration(every).map_err(anyhow::Error::msg)?;
     let duration = coordinator::schedule::parse_duration(duration).map_err(anyhow::Error::msg)?;
     let schedule = coordinator::schedule::Schedule::new(every, duration).map_err(anyhow::Error::msg)?;
