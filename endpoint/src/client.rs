@@ -12,10 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-#[cfg(feature = "sagemaker")]
-use aws_sdk_sagemakerruntime::config::Region;
-#[cfg(feature = "sagemaker")]
-use aws_sdk_sagemakerruntime::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use bytes::Bytes;
 use detector::PostOptions;
 use serde::Deserialize;
@@ -24,6 +20,15 @@ use storage::{ErrorKind, Secret, StorageError};
 use crate::api;
 use crate::batcher::{BatchConfig, Batcher};
 use crate::metrics::Metrics;
+
+#[cfg(feature = "http")]
+mod http;
+#[cfg(feature = "sagemaker")]
+mod sagemaker;
+#[cfg(feature = "http")]
+pub use http::HttpInvoker;
+#[cfg(feature = "sagemaker")]
+pub use sagemaker::SageMakerInvoker;
 
 /// What one invocation returned.
 #[derive(Debug, Clone)]
@@ -323,188 +328,6 @@ impl TargetConfig {
                 Arc::new(tokio::task::spawn_blocking(move || LocalInvoker::load(&c)).await??)
             }
         })
-    }
-}
-
-/// An HTTP endpoint that takes an image body and answers JSON.
-#[cfg(feature = "http")]
-pub struct HttpInvoker {
-    client: reqwest::Client,
-    url: String,
-    auth: Option<(String, Secret)>,
-    server_time: Option<ServerTime>,
-}
-
-#[cfg(feature = "http")]
-impl HttpInvoker {
-    pub fn new(config: &HttpConfig) -> Result<Self, String> {
-        storage::tls::install_ring();
-        if let Some(s) = &config.server_time {
-            s.check()?;
-        }
-        let auth = match &config.auth {
-            Some(a) => Some((a.header.clone(), a.token()?)),
-            None => None,
-        };
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .pool_max_idle_per_host(1024)
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
-        Ok(Self { client, url: config.url.clone(), auth, server_time: config.server_time.clone() })
-    }
-}
-
-#[cfg(feature = "http")]
-#[async_trait]
-#[cfg(feature = "http")]
-impl Invoker for HttpInvoker {
-    fn describe(&self) -> String {
-        // The URL of an App Service or Function may carry a `code=` key: print it without its query.
-        let shown = self.url.split('?').next().unwrap_or("");
-        format!("http {shown}")
-    }
-
-    fn kind(&self) -> &'static str {
-        "http"
-    }
-
-    async fn invoke(&self, body: Bytes, content_type: &str) -> Result<Invoked, StorageError> {
-        let mut request = self.client.post(&self.url).header("content-type", content_type).header("accept", "application/json").body(body);
-        if let Some((header, token)) = &self.auth {
-            let value = if header.eq_ignore_ascii_case("authorization") { format!("Bearer {}", token.expose()) } else { token.expose().to_owned() };
-            request = request.header(header.as_str(), value);
-        }
-        let response = request.send().await.map_err(|e| {
-            let kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Unavailable };
-            StorageError::new(kind, format!("{}: {}", self.describe(), storage::keys::scrub(&without_url(e))))
-        })?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| StorageError::new(ErrorKind::Unavailable, format!("{}: answer cut short: {}", self.describe(), without_url(e))))?;
-        match status_kind(status) {
-            None => {
-                let foreign = self.server_time.as_ref().map(|s| s.read(&headers, &body));
-                let mut invoked = Invoked::from_json(body)?;
-                if let Some(server_ms) = foreign {
-                    // Named by the config: what the answer says, or nothing (the split is left out).
-                    invoked.server_ms = server_ms;
-                }
-                Ok(invoked)
-            }
-            Some(kind) => Err(StorageError::new(kind, format!("{}: HTTP {status}: {}", self.describe(), error_line(&body)))),
-        }
-    }
-}
-
-/// A reqwest error's text without the URL (which may carry a key in its query).
-#[cfg(feature = "http")]
-fn without_url(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-/// A SageMaker real-time endpoint, called with `InvokeEndpoint`.
-#[cfg(feature = "sagemaker")]
-pub struct SageMakerInvoker {
-    client: aws_sdk_sagemakerruntime::Client,
-    endpoint_name: String,
-}
-
-#[cfg(feature = "sagemaker")]
-impl SageMakerInvoker {
-    pub async fn connect(config: &SageMakerConfig) -> Result<Self, String> {
-        if config.endpoint_name.is_empty() {
-            return Err("sagemaker: no endpoint name".into());
-        }
-        let credentials = config.credentials.as_ref().map(|(id, secret)| storage::StaticCredentials { access_key_id: id.clone(), secret_access_key: secret.clone() });
-        let shared = storage::aws_sdk_config(storage::AwsAccess {
-            region: config.region.as_deref(),
-            profile: config.profile.as_deref(),
-            endpoint_url: config.endpoint_url.as_deref(),
-            credentials: credentials.as_ref(),
-        })
-        .await;
-        let mut builder = aws_sdk_sagemakerruntime::config::Builder::from(&shared);
-        if shared.region().is_none() {
-            if shared.endpoint_url().is_none() {
-                return Err(format!("sagemaker endpoint {}: no region: set region or AWS_REGION", config.endpoint_name));
-            }
-            builder = builder.region(Region::new("us-east-1"));
-        }
-        Ok(Self { client: aws_sdk_sagemakerruntime::Client::from_conf(builder.build()), endpoint_name: config.endpoint_name.clone() })
-    }
-}
-
-#[cfg(feature = "sagemaker")]
-#[async_trait]
-#[cfg(feature = "sagemaker")]
-impl Invoker for SageMakerInvoker {
-    fn describe(&self) -> String {
-        format!("sagemaker endpoint {}", self.endpoint_name)
-    }
-
-    fn kind(&self) -> &'static str {
-        "sagemaker"
-    }
-
-    async fn invoke(&self, body: Bytes, content_type: &str) -> Result<Invoked, StorageError> {
-        let answer = self
-            .client
-            .invoke_endpoint()
-            .endpoint_name(&self.endpoint_name)
-            .content_type(content_type)
-            .accept("application/json")
-            .body(aws_sdk_sagemakerruntime::primitives::Blob::new(body.to_vec()))
-            .send()
-            .await
-            .map_err(|e| self.error(e))?;
-        let body = answer.body.map(|b| Bytes::from(b.into_inner())).unwrap_or_default();
-        Invoked::from_json(body)
-    }
-}
-
-#[cfg(feature = "sagemaker")]
-impl SageMakerInvoker {
-    fn error<E>(&self, err: SdkError<E, aws_smithy_runtime_api::http::Response>) -> StorageError
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    {
-        let status = err.raw_response().map(|r| r.status().as_u16());
-        let code = err.code().map(str::to_owned);
-        let message = err.message().map(str::to_owned).unwrap_or_default();
-        let kind = match (&err, code.as_deref(), status) {
-            (SdkError::TimeoutError(_), ..) => ErrorKind::Timeout,
-            (SdkError::DispatchFailure(f), ..) if f.is_timeout() => ErrorKind::Timeout,
-            (SdkError::DispatchFailure(_), ..) => ErrorKind::Unavailable,
-            (SdkError::ConstructionFailure(_), ..) => ErrorKind::Unauthorized,
-            (_, Some("ValidationError"), _) if message.contains("not found") => ErrorKind::NoEndpoint,
-            (_, Some("ThrottlingException" | "ServiceUnavailable" | "ModelNotReadyException"), _) => ErrorKind::Throttled,
-            (_, Some("InternalFailure" | "InternalDependencyException"), _) => ErrorKind::Unavailable,
-            (_, Some("AccessDeniedException" | "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException"), _) => {
-                ErrorKind::Unauthorized
-            }
-            // The container's own status (ModelError carries it as OriginalStatusCode; a server
-            // reached directly answers with it).
-            (_, _, Some(s)) => status_kind(s).unwrap_or(ErrorKind::BadResponse),
-            _ => ErrorKind::Other,
-        };
-        let detail = match (code, status) {
-            (Some(code), _) => format!("{code}: {message}"),
-            (None, Some(s)) => format!("HTTP {s}: {}", err.raw_response().and_then(|r| r.body().bytes()).map(error_line).unwrap_or_default()),
-            (None, None) => DisplayErrorContext(&err).to_string(),
-        };
-        StorageError::new(kind, format!("{}: {}", self.describe(), storage::keys::scrub(&detail)))
     }
 }
 
