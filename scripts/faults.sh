@@ -6,5 +6,6 @@
 #   CLOUDBENCH_FAULT_TRIALS=5
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --locked --workspace --bins
+# --tests: the bench's dev-dependency features, so the binaries share its compiled dependencies.
+cargo build --locked --workspace --bins --tests
 exec scripts/services.sh run cargo bench --locked --profile dev -p system-tests --bench faults
