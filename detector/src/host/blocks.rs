@@ -35,18 +35,20 @@ pub fn c2f(cv1: &HostConv, bottlenecks: &[(&HostConv, &HostConv)], shortcut: boo
     let [batch, c, h, w] = x.dims();
     let half = cv1.out / 2;
     let channels = cv1.out + bottlenecks.len() * half;
-    let chained = bottlenecks.iter().all(|(a, b)| a.inp == half && b.inp == a.out && b.out == half);
+    let chained = cv1.out == 2 * half && bottlenecks.iter().all(|(a, b)| a.inp == half && b.inp == a.out && b.out == half);
     assert!(c == cv1.inp && chained && cv2.inp == channels, "C2f channels do not chain");
     let same = |conv: &HostConv| conv.stride == 1 && conv.k == 2 * conv.pad + 1;
     assert!(same(cv1) && same(cv2) && bottlenecks.iter().all(|(a, b)| same(a) && same(b)), "C2f convolutions keep the size");
     let input = super::host_values(x);
     let (g, plane) = (Geometry { h, w, oh: h, ow: w }, h * w);
-    let mut cat = vec![0.0f32; batch * channels * plane];
+    // Left uninitialised: cv1 and the bottlenecks write every plane before cv2 reads them.
+    let mut cat = Vec::<f32>::with_capacity(batch * channels * plane);
     let base = cat.as_mut_ptr();
     let at = |channel: usize| Planes { ptr: base.wrapping_add(channel * plane), stride: channels * plane };
     // SAFETY: each convolution reads planes written before it and writes planes nothing reads
     // meanwhile: cv1 channels 0..2·half, bottleneck i reads the half before its own and writes
-    // channels (2 + i)·half..(3 + i)·half; every buffer holds all its images.
+    // channels (2 + i)·half..(3 + i)·half, so that every plane of `cat` is written (cv1.out is
+    // 2·half) before its length is set; every buffer holds all its images.
     unsafe {
         cv1.run_into(Planes { ptr: input.as_ptr().cast_mut(), stride: c * plane }, at(0), None, batch, g);
         for (i, (a, b)) in bottlenecks.iter().enumerate() {
@@ -57,6 +59,7 @@ pub fn c2f(cv1: &HostConv, bottlenecks: &[(&HostConv, &HostConv)], shortcut: boo
             mid.set_len(batch * a.out * plane);
             b.run_into(mid_planes, at((2 + i) * half), shortcut.then_some(last), batch, g);
         }
+        cat.set_len(batch * channels * plane);
     }
     let out = cv2.run(&cat, batch, g);
     Tensor::from_data(TensorData::new(out, [batch, cv2.out, h, w]), &device)

@@ -18,6 +18,7 @@ use std::time::Instant;
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
+use super::im2col::im2col;
 use super::math::bias_silu;
 use super::winograd::Winograd;
 
@@ -236,30 +237,19 @@ impl HostConv {
             let cols = width.min(n - start);
             // SAFETY: per the contract, the image's input planes, which no task writes.
             let source = unsafe { std::slice::from_raw_parts(input.image(image), self.inp * g.h * g.w) };
-            // SAFETY: this task alone writes columns start..start + cols of this image's rows.
-            unsafe { self.tile(source, out.image(image), g, start, cols) };
-            if let Some(residual) = residual {
-                for o in 0..self.out {
-                    // SAFETY: the same columns, and the residual's, which no task writes.
-                    let (row, add) = unsafe {
-                        let at = o * n + start;
-                        (
-                            std::slice::from_raw_parts_mut(out.image(image).add(at), cols),
-                            std::slice::from_raw_parts(residual.image(image).add(at), cols),
-                        )
-                    };
-                    row.iter_mut().zip(add).for_each(|(v, r)| *v += r);
-                }
-            }
+            // SAFETY: this task alone writes columns start..start + cols of this image's rows; the
+            // residual's, if any, no task writes.
+            unsafe { self.tile(source, out.image(image), residual.map(|r| r.image(image)), g, start, cols) };
         });
     }
 
     /// Computes output columns `start..start + cols` of one image into `out` (that image's
-    /// `[out, oh·ow]` block).
+    /// `[out, oh·ow]` block), adding the same columns of `residual` after the activation.
     ///
     /// # Safety
-    /// `out` must point to the image's output block, and nothing else may touch those columns.
-    unsafe fn tile(&self, input: &[f32], out: *mut f32, g: Geometry, start: usize, cols: usize) {
+    /// `out` (and `residual`) must point to the image's output block (and its shortcut's), and
+    /// nothing else may touch those columns.
+    unsafe fn tile(&self, input: &[f32], out: *mut f32, residual: Option<*mut f32>, g: Geometry, start: usize, cols: usize) {
         let n = g.oh * g.ow;
         let depth = self.inp * self.k * self.k;
         let multiply = |rhs: *const f32, rhs_rs: usize| {
@@ -294,7 +284,7 @@ impl HostConv {
         } else {
             COLUMNS.with_borrow_mut(|columns| {
                 columns.resize(depth * cols, 0.0);
-                self.im2col(input, columns, g, start, cols);
+                im2col(input, columns, g, self.inp, self.k, self.stride, self.pad, start, cols);
                 multiply(columns.as_ptr(), cols);
             });
         }
@@ -302,61 +292,13 @@ impl HostConv {
             // SAFETY: row o's columns of this tile, written above by this task only.
             let row = unsafe { std::slice::from_raw_parts_mut(out.add(o * n + start), cols) };
             if self.silu { bias_silu(row, bias) } else { add_bias(row, bias) }
-        }
-    }
-
-    /// Fills `columns` (`[in·k·k, cols]`) with the input pixels each output pixel of the tile sees.
-    fn im2col(&self, input: &[f32], columns: &mut [f32], g: Geometry, start: usize, cols: usize) {
-        let (k, s, pad) = (self.k, self.stride, self.pad);
-        for c in 0..self.inp {
-            let plane = &input[c * g.h * g.w..][..g.h * g.w];
-            for ky in 0..k {
-                for kx in 0..k {
-                    let row = &mut columns[((c * k + ky) * k + kx) * cols..][..cols];
-                    // Output columns whose input column ox·s + kx − pad lies inside the plane.
-                    let first = pad.saturating_sub(kx).div_ceil(s);
-                    let end = ((g.w + pad).saturating_sub(kx)).div_ceil(s).min(g.ow);
-                    let mut done = 0;
-                    while done < cols {
-                        let (oy, ox) = ((start + done) / g.ow, (start + done) % g.ow);
-                        let run = (g.ow - ox).min(cols - done);
-                        let dst = &mut row[done..done + run];
-                        done += run;
-                        let iy = (oy * s + ky).wrapping_sub(pad);
-                        if iy >= g.h {
-                            dst.fill(0.0);
-                            continue;
-                        }
-                        let line = &plane[iy * g.w..][..g.w];
-                        let lo = first.clamp(ox, ox + run);
-                        let hi = end.clamp(lo, ox + run);
-                        dst[..lo - ox].fill(0.0);
-                        dst[hi - ox..].fill(0.0);
-                        if hi == lo {
-                            continue;
-                        }
-                        let inside = &mut dst[lo - ox..hi - ox];
-                        let from = lo * s + kx - pad;
-                        match s {
-                            1 => inside.copy_from_slice(&line[from..from + inside.len()]),
-                            2 => gather::<2>(inside, &line[from..]),
-                            _ => inside.iter_mut().enumerate().for_each(|(i, v)| *v = line[from + i * s]),
-                        }
-                    }
-                }
+            if let Some(residual) = residual {
+                // SAFETY: the same columns of the shortcut's row o, which no task writes.
+                let add = unsafe { std::slice::from_raw_parts(residual.add(o * n + start), cols) };
+                row.iter_mut().zip(add).for_each(|(v, r)| *v += r);
             }
         }
     }
-}
-
-/// `dst[i] = src[i·S]`, with the stride known to the compiler so that the loop vectorises.
-#[inline(always)]
-fn gather<const S: usize>(dst: &mut [f32], src: &[f32]) {
-    let Some((last, head)) = dst.split_last_mut() else { return };
-    for (v, group) in head.iter_mut().zip(src.chunks_exact(S)) {
-        *v = group[0];
-    }
-    *last = src[head.len() * S];
 }
 
 
