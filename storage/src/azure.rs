@@ -261,14 +261,7 @@ fn azure_error(op: &str, name: &str, err: azure_core::Error) -> StorageError {
         (None, Some(status)) => format!("HTTP {status}"),
         _ => {
             // The chain of causes says what a bare kind does not (connection refused, DNS, TLS).
-            let mut text = err.to_string();
-            let mut source = std::error::Error::source(&err);
-            while let Some(cause) = source {
-                text.push_str(": ");
-                text.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            text
+            crate::error_chain(&err)
         }
     };
     StorageError::new(kind, scrub(&format!("{op} {name}: {detail}")))

@@ -5,7 +5,8 @@
 //! [`RetryPolicy`] retries requests with backoff, reporting every retry. The worker times these calls
 //! for its upload and download phases, and also reads a batch's source images through a [`Storage`],
 //! so a dataset can live in a folder or in a bucket alike.
-//! [`conformance`] holds the assertions every implementation must pass.
+//! [`conformance`] holds the assertions every implementation must pass. A failed request is a
+//! [`StorageError`] of an [`ErrorKind`], the `request` crate's one error type for every cloud request.
 
 #[cfg(feature = "azure")]
 mod azure;
@@ -31,77 +32,10 @@ pub use config::StorageConfig;
 pub use local::LocalDirStore;
 pub use retry::{Attempted, RetryPolicy};
 #[cfg(feature = "s3")]
-pub use s3::{AwsAccess, S3Config, S3Store, StaticCredentials, aws_sdk_config};
+pub use s3::{AwsAccess, S3Config, S3Store, StaticCredentials, aws_sdk_config, signing_region};
 pub use secret::{Secret, read_secret, secret_from};
-
-/// What went wrong with a storage (or model endpoint) request, in terms the caller can act on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// The object does not exist: counted against the batch, the job goes on.
-    NotFound,
-    /// The key cannot be stored (empty, absolute, escaping the prefix).
-    InvalidKey,
-    /// The request was refused for lack of rights: the platform is misconfigured, the job is returned.
-    Unauthorized,
-    /// The bucket or container itself is missing: the platform is misconfigured, the job is returned.
-    NoBucket,
-    /// The service asked us to slow down: retried with backoff.
-    Throttled,
-    /// The request did not finish in time: retried with backoff.
-    Timeout,
-    /// The service could not be reached or answered with a server error: retried, then the job returned.
-    Unavailable,
-    /// The model endpoint does not exist (HTTP 404, an unknown SageMaker endpoint): the platform is
-    /// misconfigured, the job is returned.
-    NoEndpoint,
-    /// The service refused this one request (a 4xx for its body): counted against the batch.
-    Rejected,
-    /// The service answered, but not with a valid answer: counted against the batch.
-    BadResponse,
-    /// Anything else: counted against the batch.
-    Other,
-}
-
-impl ErrorKind {
-    /// Short machine-readable name used in metrics ("not_found", "throttled", ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::NotFound => "not_found",
-            ErrorKind::InvalidKey => "invalid_key",
-            ErrorKind::Unauthorized => "unauthorized",
-            ErrorKind::NoBucket => "no_bucket",
-            ErrorKind::Throttled => "throttled",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Unavailable => "unavailable",
-            ErrorKind::NoEndpoint => "no_endpoint",
-            ErrorKind::Rejected => "rejected",
-            ErrorKind::BadResponse => "bad_response",
-            ErrorKind::Other => "other",
-        }
-    }
-
-    /// True when the whole platform is unusable, so the job should go back to the queue rather than
-    /// be recorded with per-object errors.
-    pub fn is_platform_failure(self) -> bool {
-        matches!(self, ErrorKind::Unauthorized | ErrorKind::NoBucket | ErrorKind::NoEndpoint | ErrorKind::Unavailable)
-    }
-}
-
-/// A failed storage request. The message names the object and never carries a secret.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct StorageError {
-    pub kind: ErrorKind,
-    pub message: String,
-}
-
-impl StorageError {
-    /// Builds an error of `kind` with a message naming what failed.
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
-    }
-}
+// The kinds of failure are every cloud request's (the `request` crate's), named here as a store's.
+pub use request::{ErrorKind, RequestError as StorageError, error_chain};
 
 /// An object found by [`Storage::list`].
 #[derive(Debug, Clone, PartialEq, Eq)]

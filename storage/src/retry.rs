@@ -57,13 +57,6 @@ pub struct Attempted<T> {
     pub retries: Vec<ErrorKind>,
 }
 
-impl ErrorKind {
-    /// Failures worth another attempt: throttling, timeouts, server errors and lost connections.
-    pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorKind::Throttled | ErrorKind::Timeout | ErrorKind::Unavailable)
-    }
-}
-
 impl RetryPolicy {
     /// A policy that tries once.
     pub fn none() -> Self {

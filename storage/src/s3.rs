@@ -20,6 +20,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_smithy_http_client::tls;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
+use request::aws::Failure;
 use serde::Deserialize;
 
 use crate::keys::KeySpace;
@@ -131,6 +132,17 @@ pub async fn aws_sdk_config(access: AwsAccess<'_>) -> aws_config::SdkConfig {
     loader.load().await
 }
 
+/// The region a client built from `shared` signs with: the standard chain's, else `us-east-1` when
+/// an endpoint URL names another server (S3-compatible, a stand-in for the SageMaker runtime), which
+/// ignores the region though SigV4 needs one; `None` when neither is given.
+pub fn signing_region(shared: &aws_config::SdkConfig) -> Option<Region> {
+    match (shared.region(), shared.endpoint_url()) {
+        (Some(region), _) => Some(region.clone()),
+        (None, Some(_)) => Some(Region::new("us-east-1")),
+        (None, None) => None,
+    }
+}
+
 /// A bucket (and optional key prefix) on S3 or an S3-compatible server.
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -161,16 +173,10 @@ impl S3Store {
         let mut builder = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(config.path_style)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
-        if shared.region().is_none() {
-            if shared.endpoint_url().is_none() {
-                return Err(StorageError::new(
-                    ErrorKind::Other,
-                    format!("s3 bucket {}: no region: set region in the config or AWS_REGION", config.bucket),
-                ));
-            }
-            // S3-compatible servers ignore the region, but SigV4 needs one.
-            builder = builder.region(Region::new("us-east-1"));
-        }
+        let Some(region) = signing_region(&shared) else {
+            return Err(StorageError::new(ErrorKind::Other, format!("s3 bucket {}: no region: set region in the config or AWS_REGION", config.bucket)));
+        };
+        builder = builder.region(region);
         let keys = KeySpace::new(&config.prefix);
         Ok(Self { client: aws_sdk_s3::Client::from_conf(builder.build()), config, keys })
     }
@@ -293,24 +299,20 @@ where
 {
     let status = err.raw_response().map(|r| r.status().as_u16());
     let code = err.code().map(str::to_owned);
-    let kind = match (&err, code.as_deref(), status) {
-        (SdkError::TimeoutError(_), ..) => ErrorKind::Timeout,
-        (SdkError::DispatchFailure(f), ..) if f.is_timeout() => ErrorKind::Timeout,
-        (SdkError::DispatchFailure(_), ..) => ErrorKind::Unavailable,
-        (SdkError::ConstructionFailure(_), ..) => {
-            if format!("{}", DisplayErrorContext(&err)).contains("credentials") { ErrorKind::Unauthorized } else { ErrorKind::Other }
-        }
-        (_, Some("NoSuchBucket"), _) => ErrorKind::NoBucket,
-        (_, Some("NoSuchKey" | "NotFound"), _) | (_, _, Some(404)) => ErrorKind::NotFound,
-        (_, Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" | "InvalidToken"), _)
-        | (_, _, Some(401 | 403)) => ErrorKind::Unauthorized,
-        (_, Some("SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded"), _) | (_, _, Some(429 | 503)) => {
-            ErrorKind::Throttled
-        }
-        (_, Some("RequestTimeout"), _) | (_, _, Some(408 | 504)) => ErrorKind::Timeout,
-        (_, _, Some(s)) if s >= 500 => ErrorKind::Unavailable,
-        _ => ErrorKind::Other,
-    };
+    let kind = request::aws::error_kind(&err, |failure| match failure {
+        Failure::Unbuilt(why) => if why.contains("credentials") { ErrorKind::Unauthorized } else { ErrorKind::Other },
+        Failure::Answered { code, status, .. } => match (code, status) {
+            (Some("NoSuchBucket"), _) => ErrorKind::NoBucket,
+            (Some("NoSuchKey" | "NotFound"), _) | (_, Some(404)) => ErrorKind::NotFound,
+            (Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" | "InvalidToken"), _) | (_, Some(401 | 403)) => {
+                ErrorKind::Unauthorized
+            }
+            (Some("SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded"), _) | (_, Some(429 | 503)) => ErrorKind::Throttled,
+            (Some("RequestTimeout"), _) | (_, Some(408 | 504)) => ErrorKind::Timeout,
+            (_, Some(s)) if s >= 500 => ErrorKind::Unavailable,
+            _ => ErrorKind::Other,
+        },
+    });
     let detail = match (code, status) {
         (Some(code), _) => match err.message() {
             Some(message) => format!("{code}: {message}"),

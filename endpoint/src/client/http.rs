@@ -80,13 +80,5 @@ impl Invoker for HttpInvoker {
 
 /// A reqwest error's text without the URL (which may carry a key in its query).
 fn without_url(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    request::error_chain(&e.without_url())
 }

@@ -1,10 +1,10 @@
 //! The client of SageMaker real-time endpoints, through the SageMaker runtime API (feature
 //! `sagemaker`).
 
-use aws_sdk_sagemakerruntime::config::Region;
 use aws_sdk_sagemakerruntime::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use async_trait::async_trait;
 use bytes::Bytes;
+use request::aws::Failure;
 use storage::{ErrorKind, StorageError};
 
 use super::{Invoked, Invoker, SageMakerConfig, error_line, status_kind};
@@ -28,14 +28,11 @@ impl SageMakerInvoker {
             credentials: credentials.as_ref(),
         })
         .await;
-        let mut builder = aws_sdk_sagemakerruntime::config::Builder::from(&shared);
-        if shared.region().is_none() {
-            if shared.endpoint_url().is_none() {
-                return Err(format!("sagemaker endpoint {}: no region: set region or AWS_REGION", config.endpoint_name));
-            }
-            builder = builder.region(Region::new("us-east-1"));
-        }
-        Ok(Self { client: aws_sdk_sagemakerruntime::Client::from_conf(builder.build()), endpoint_name: config.endpoint_name.clone() })
+        let Some(region) = storage::signing_region(&shared) else {
+            return Err(format!("sagemaker endpoint {}: no region: set region or AWS_REGION", config.endpoint_name));
+        };
+        let client = aws_sdk_sagemakerruntime::Client::from_conf(aws_sdk_sagemakerruntime::config::Builder::from(&shared).region(region).build());
+        Ok(Self { client, endpoint_name: config.endpoint_name.clone() })
     }
 }
 
@@ -73,22 +70,21 @@ impl SageMakerInvoker {
         let status = err.raw_response().map(|r| r.status().as_u16());
         let code = err.code().map(str::to_owned);
         let message = err.message().map(str::to_owned).unwrap_or_default();
-        let kind = match (&err, code.as_deref(), status) {
-            (SdkError::TimeoutError(_), ..) => ErrorKind::Timeout,
-            (SdkError::DispatchFailure(f), ..) if f.is_timeout() => ErrorKind::Timeout,
-            (SdkError::DispatchFailure(_), ..) => ErrorKind::Unavailable,
-            (SdkError::ConstructionFailure(_), ..) => ErrorKind::Unauthorized,
-            (_, Some("ValidationError"), _) if message.contains("not found") => ErrorKind::NoEndpoint,
-            (_, Some("ThrottlingException" | "ServiceUnavailable" | "ModelNotReadyException"), _) => ErrorKind::Throttled,
-            (_, Some("InternalFailure" | "InternalDependencyException"), _) => ErrorKind::Unavailable,
-            (_, Some("AccessDeniedException" | "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException"), _) => {
-                ErrorKind::Unauthorized
-            }
-            // The container's own status (ModelError carries it as OriginalStatusCode; a server
-            // reached directly answers with it).
-            (_, _, Some(s)) => status_kind(s).unwrap_or(ErrorKind::BadResponse),
-            _ => ErrorKind::Other,
-        };
+        let kind = request::aws::error_kind(&err, |failure| match failure {
+            Failure::Unbuilt(_) => ErrorKind::Unauthorized,
+            Failure::Answered { code, message, status } => match (code, status) {
+                (Some("ValidationError"), _) if message.unwrap_or_default().contains("not found") => ErrorKind::NoEndpoint,
+                (Some("ThrottlingException" | "ServiceUnavailable" | "ModelNotReadyException"), _) => ErrorKind::Throttled,
+                (Some("InternalFailure" | "InternalDependencyException"), _) => ErrorKind::Unavailable,
+                (Some("AccessDeniedException" | "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException"), _) => {
+                    ErrorKind::Unauthorized
+                }
+                // The container's own status (ModelError carries it as OriginalStatusCode; a server
+                // reached directly answers with it).
+                (_, Some(s)) => status_kind(s).unwrap_or(ErrorKind::BadResponse),
+                _ => ErrorKind::Other,
+            },
+        });
         let detail = match (code, status) {
             (Some(code), _) => format!("{code}: {message}"),
             (None, Some(s)) => format!("HTTP {s}: {}", err.raw_response().and_then(|r| r.body().bytes()).map(error_line).unwrap_or_default()),
