@@ -5,7 +5,8 @@
 //! [`RetryPolicy`] retries requests with backoff, reporting every retry. The worker times these calls
 //! for its upload and download phases, and also reads a batch's source images through a [`Storage`],
 //! so a dataset can live in a folder or in a bucket alike.
-//! [`conformance`] holds the assertions every implementation must pass. A failed request is a
+//! [`conformance`] holds the assertions every implementation must pass, [`testing`] the test
+//! servers' addresses and keys every crate's tests use. A failed request is a
 //! [`StorageError`] of an [`ErrorKind`], the `request` crate's one error type for every cloud request.
 
 #[cfg(feature = "azure")]
@@ -20,6 +21,7 @@ mod s3;
 #[cfg(feature = "azure")]
 pub mod sas;
 mod secret;
+pub mod testing;
 #[cfg(feature = "tls")]
 pub mod tls;
 

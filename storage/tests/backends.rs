@@ -3,57 +3,40 @@
 //! The conformance suite and the failure modes users meet, against the real servers the test script
 //! starts: s3s-fs for S3 and Azurite for Azure Blob. Each test uses its own bucket or container.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use storage::testing::{azure_endpoint, azure_key, store_name};
 use storage::{AzureAuth, AzureConfig, AzureStore, ErrorKind, S3Config, S3Store, Secret, StaticCredentials, Storage, StorageConfig};
 
 const LIMIT: Duration = Duration::from_secs(120);
-const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
-/// A bucket or container name no other test (or earlier run) uses.
-fn unique(tag: &str) -> String {
-    static SEQ: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("cb-{tag}-{}-{nanos}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
-}
-
+/// The test server's bucket, with parts small enough that a few MiB take the multipart path and
+/// listings short enough that they page.
 fn s3_config(bucket: &str) -> S3Config {
-    let mut config = S3Config::new(bucket);
-    config.endpoint_url = Some(env_or("CLOUDBENCH_TEST_S3_ENDPOINT", "http://127.0.0.1:8014"));
-    config.region = Some("us-east-1".into());
-    config.path_style = true;
+    let mut config = storage::testing::s3_config(bucket);
     config.multipart_threshold = 5 * 1024 * 1024;
     config.part_size = 5 * 1024 * 1024;
     config.list_page_size = Some(10);
-    config.credentials = Some(StaticCredentials {
-        access_key_id: env_or("CLOUDBENCH_TEST_S3_ACCESS_KEY", "cloudbench-test"),
-        secret_access_key: Secret::new(env_or("CLOUDBENCH_TEST_S3_SECRET_KEY", "cloudbench-test-secret")),
-    });
     config
 }
 
+/// Azurite's container, with blocks and listing pages as small as [`s3_config`]'s.
 fn azure_config(container: &str) -> AzureConfig {
-    let endpoint = env_or("CLOUDBENCH_TEST_AZURE_ENDPOINT", "http://127.0.0.1:10000/devstoreaccount1");
-    let mut config = AzureConfig::new(endpoint, container, AzureAuth::Key(Secret::new(env_or("CLOUDBENCH_TEST_AZURE_KEY", AZURITE_KEY))));
+    let mut config = storage::testing::azure_config(container);
     config.block_size = 4 * 1024 * 1024;
     config.list_page_size = Some(10);
     config
 }
 
 async fn new_bucket(tag: &str) -> S3Store {
-    let store = S3Store::connect(s3_config(&unique(tag))).await.unwrap();
+    let store = S3Store::connect(s3_config(&store_name(tag))).await.unwrap();
     tokio::time::timeout(LIMIT, store.create_bucket()).await.expect("s3s-fs answers").expect("s3s-fs is running (scripts/services.sh)");
     store
 }
 
 async fn new_container(tag: &str) -> AzureStore {
-    let store = AzureStore::connect(azure_config(&unique(tag))).unwrap();
+    let store = AzureStore::connect(azure_config(&store_name(tag))).unwrap();
     tokio::time::timeout(LIMIT, store.create_container()).await.expect("Azurite answers").expect("Azurite is running (scripts/services.sh)");
     store
 }
@@ -106,12 +89,12 @@ async fn wrong_s3_credentials_are_unauthorized_and_never_printed() {
 
 #[tokio::test]
 async fn a_missing_bucket_or_container_is_named() {
-    let bucket = unique("missing");
+    let bucket = store_name("missing");
     let s3 = S3Store::connect(s3_config(&bucket)).await.unwrap();
     let err = s3.probe().await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NoBucket, "{err}");
     assert!(err.message.contains(&bucket), "{err}");
-    let container = unique("missing");
+    let container = store_name("missing");
     let azure = AzureStore::connect(azure_config(&container)).unwrap();
     let err = azure.probe().await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NoBucket, "{err}");
@@ -154,11 +137,11 @@ async fn an_unreachable_endpoint_is_unavailable_not_a_hang() {
 async fn store_urls_open_real_stores() {
     let store = new_container("url").await;
     let container = store.describe().rsplit('/').next().unwrap().to_owned();
-    let endpoint = env_or("CLOUDBENCH_TEST_AZURE_ENDPOINT", "http://127.0.0.1:10000/devstoreaccount1");
+    let endpoint = azure_endpoint();
     let StorageConfig::Azure(mut config) = StorageConfig::from_url(&format!("azure://{container}/p?endpoint={endpoint}&auth=account_key")).unwrap() else {
         panic!()
     };
-    config.auth = AzureAuth::Key(Secret::new(env_or("CLOUDBENCH_TEST_AZURE_KEY", AZURITE_KEY)));
+    config.auth = AzureAuth::Key(Secret::new(azure_key()));
     let opened = StorageConfig::Azure(config).open().await.unwrap();
     opened.put("x.jpg", Bytes::from_static(b"x")).await.unwrap();
     assert_eq!(store.list("").await.unwrap()[0].key, "p/x.jpg");
