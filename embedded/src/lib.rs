@@ -5,7 +5,7 @@
 //! local directories as the platforms' buckets. It compares two storage configurations of this
 //! machine: `disk-durable` flushes every object to disk before acknowledging it, as object stores do,
 //! and `disk-cached` leaves writes in the page cache. Unless told otherwise, both platforms then send
-//! every downloaded image to one in-process YOLOv8 (the detector behind the endpoint's batching queue),
+//! every downloaded image to one in-process YOLOv8 (the detector behind `invoke`'s batching queue),
 //! so every batch has the paper's three phases.
 
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ pub struct Settings {
     pub seed: u64,
     pub run_id: String,
     /// The in-process model both platforms send their images to; `None` for storage only.
-    pub inference: Option<endpoint::client::LocalConfig>,
+    pub inference: Option<invoke::client::LocalConfig>,
     /// Inference requests in flight per worker (closed loop).
     pub inference_concurrency: usize,
 }
@@ -113,7 +113,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Outcome> {
     // One model for both platforms: they differ in storage only, so their inference compares like
     // with like.
     let invoker = match &settings.inference {
-        Some(local) => Some(endpoint::TargetConfig::Local(local.clone()).open().await.context("loading the model")?),
+        Some(local) => Some(invoke::TargetConfig::Local(local.clone()).open().await.context("loading the model")?),
         None => None,
     };
     let model_hash = invoker.as_ref().and_then(|i| i.model_hash()).unwrap_or_default();

@@ -87,7 +87,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     Some(weights) => weights,
                     None => default_weights()?,
                 };
-                Some(endpoint::client::LocalConfig { imgsz: args.imgsz, ..endpoint::client::LocalConfig::new(&weights) })
+                Some(invoke::client::LocalConfig { imgsz: args.imgsz, ..invoke::client::LocalConfig::new(&weights) })
             }
         },
         inference_concurrency: args.inference_concurrency,

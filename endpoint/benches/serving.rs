@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use detector::{Detector, PostOptions};
-use endpoint::client::{HttpConfig, HttpInvoker, Invoker};
 use endpoint::{BatchConfig, ServerConfig};
 use futures::StreamExt;
+use invoke::client::{HttpConfig, HttpInvoker, Invoker};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)

@@ -1,19 +1,15 @@
 //! The model endpoint: an HTTP server hosting the detector under the SageMaker and Azure App Service
-//! contracts, and the clients (SageMaker runtime, HTTP, in-process) the worker's inference phase uses.
-//! Features (all on by default): `server` (the `endpoint` binary), `http` and `sagemaker` (the
-//! remote clients); without them only the in-process model is left, as the embedded run uses it.
+//! contracts, with TLS, `/metrics`, the web client and a relay to other endpoints (feature `server`,
+//! the `endpoint` binary). The model behind it (the batching queue), the wire format and the clients
+//! its relay calls are the `invoke` crate's; the features `http` and `sagemaker` are that crate's,
+//! for the relay's remote targets.
 
-pub mod api;
-pub mod batcher;
-pub mod client;
-pub mod metrics;
-pub mod pass;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 pub mod tls;
 
-pub use batcher::{BatchConfig, Batcher};
-pub use client::{Invoked, Invoker, TargetConfig};
+#[cfg(feature = "server")]
+pub use invoke::BatchConfig;
 #[cfg(feature = "server")]
 pub use server::{ServerConfig, app};

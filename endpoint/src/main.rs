@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use detector::{Detector, PostOptions};
-use endpoint::{BatchConfig, ServerConfig, TargetConfig};
+use endpoint::{BatchConfig, ServerConfig};
+use invoke::TargetConfig;
 
 /// Serves YOLOv8 over HTTP: SageMaker's /ping and /invocations, App Service's /score, a web page at /.
 #[derive(Debug, Parser)]
@@ -55,7 +56,7 @@ struct Args {
     #[arg(long, default_value_t = 32)]
     max_images: usize,
     /// Largest image in pixels, checked from its header before decoding.
-    #[arg(long, default_value_t = endpoint::api::DEFAULT_MAX_PIXELS)]
+    #[arg(long, default_value_t = invoke::api::DEFAULT_MAX_PIXELS)]
     max_pixels: u64,
     /// Seconds a request may wait for the model before 504.
     #[arg(long, default_value_t = 60)]

@@ -17,13 +17,12 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use detector::{Detector, PostOptions};
+use invoke::api::{self, BodyError};
+use invoke::metrics::Metrics;
+use invoke::{BatchConfig, Batcher, Invoker};
+use request::ErrorKind;
 use serde::Deserialize;
-use storage::{ErrorKind, Secret};
-
-use crate::api::{self, BodyError};
-use crate::batcher::{BatchConfig, Batcher};
-use crate::client::Invoker;
-use crate::metrics::Metrics;
+use storage::Secret;
 
 /// Limits and options of the server.
 #[derive(Clone)]

@@ -9,9 +9,9 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 use detector::Detector;
-use endpoint::api;
-use endpoint::client::{HttpConfig, HttpInvoker, Invoker, SageMakerConfig, SageMakerInvoker};
 use endpoint::{BatchConfig, ServerConfig};
+use invoke::api;
+use invoke::client::{HttpConfig, HttpInvoker, Invoker, SageMakerConfig, SageMakerInvoker};
 use storage::{ErrorKind, Secret};
 
 /// Network input of the tests: small, so each forward pass is quick on a debug build.
@@ -227,7 +227,7 @@ async fn a_token_guards_inference_and_metrics_but_not_health_or_the_page() {
     // The worker's HTTP invoker sends the token from the environment, never printing it.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("token"), "s3cr3t-token\n").unwrap();
-    let auth = endpoint::client::HttpAuth { header: "Authorization".into(), env: None, file: Some(dir.path().join("token")) };
+    let auth = invoke::client::HttpAuth { header: "Authorization".into(), env: None, file: Some(dir.path().join("token")) };
     let invoker = HttpInvoker::new(&HttpConfig { url: format!("{base}/score"), auth: Some(auth), server_time: None }).unwrap();
     assert!(invoker.invoke(Bytes::from(jpeg(32, 32)), "image/jpeg").await.is_ok());
     let anonymous = HttpInvoker::new(&HttpConfig { url: format!("{base}/score"), auth: None, server_time: None }).unwrap();

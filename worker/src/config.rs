@@ -9,7 +9,7 @@ use control::{Namespace, SecretUrl};
 use serde::Deserialize;
 pub use storage::StorageConfig;
 use storage::RetryPolicy;
-pub use endpoint::TargetConfig;
+pub use invoke::TargetConfig;
 
 use crate::inference::Load;
 

@@ -15,8 +15,8 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use endpoint::{Invoked, Invoker};
 use futures::StreamExt;
+use invoke::{Invoked, Invoker};
 use proto::v1::{InferenceSetup, LoadMode, ObjectRef};
 use serde::Deserialize;
 use storage::{Attempted, RetryPolicy};

@@ -46,7 +46,7 @@ pub struct Worker {
     /// The platform's object storage.
     pub target: Arc<dyn Storage>,
     /// The platform's model endpoint and how to load it; `None` for a storage-only platform.
-    pub inference: Option<(Arc<dyn endpoint::Invoker>, crate::inference::Load)>,
+    pub inference: Option<(Arc<dyn invoke::Invoker>, crate::inference::Load)>,
     pub store: Arc<dyn RunStore>,
     pub connector: Connector,
     /// Live metrics, served at `/metrics` when the worker is given an address.

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use endpoint::client::{HttpConfig, HttpInvoker, SageMakerConfig, SageMakerInvoker};
 use endpoint::{BatchConfig, ServerConfig};
+use invoke::client::{HttpConfig, HttpInvoker, SageMakerConfig, SageMakerInvoker};
 use proto::v1::{LoadMode, ObjectRef};
 use storage::{ErrorKind, RetryPolicy, Secret};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -5,7 +5,7 @@
 use std::io::Cursor;
 
 use base64::Engine;
-use endpoint::api::{BodyError, parse_body};
+use invoke::api::{BodyError, parse_body};
 use proptest::prelude::*;
 
 fn encoded(format: image::ImageFormat, width: u32, height: u32) -> Vec<u8> {

@@ -1,6 +1,7 @@
-//! The server's Prometheus metrics, in the text exposition format: requests by route and status,
-//! request latency, forward-pass sizes and times, and the model queue's depth, kept in the same
-//! registry (and rendered by the same code) as every other process's `/metrics`.
+//! The endpoint server's Prometheus metrics, in the text exposition format: requests by route and
+//! status, request latency, forward-pass sizes and times, and the model queue's depth, kept in the
+//! same registry (and rendered by the same code) as every other process's `/metrics`. They live
+//! beside the batching queue, which keeps the model's half of them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

@@ -5,7 +5,7 @@ use aws_sdk_sagemakerruntime::error::{DisplayErrorContext, ProvideErrorMetadata,
 use async_trait::async_trait;
 use bytes::Bytes;
 use request::aws::Failure;
-use storage::{ErrorKind, StorageError};
+use request::{ErrorKind, RequestError};
 
 use super::{Invoked, Invoker, SageMakerConfig, error_line, status_kind};
 
@@ -46,7 +46,7 @@ impl Invoker for SageMakerInvoker {
         "sagemaker"
     }
 
-    async fn invoke(&self, body: Bytes, content_type: &str) -> Result<Invoked, StorageError> {
+    async fn invoke(&self, body: Bytes, content_type: &str) -> Result<Invoked, RequestError> {
         let answer = self
             .client
             .invoke_endpoint()
@@ -63,7 +63,7 @@ impl Invoker for SageMakerInvoker {
 }
 
 impl SageMakerInvoker {
-    fn error<E>(&self, err: SdkError<E, aws_smithy_runtime_api::http::Response>) -> StorageError
+    fn error<E>(&self, err: SdkError<E, aws_smithy_runtime_api::http::Response>) -> RequestError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -90,6 +90,6 @@ impl SageMakerInvoker {
             (None, Some(s)) => format!("HTTP {s}: {}", err.raw_response().and_then(|r| r.body().bytes()).map(error_line).unwrap_or_default()),
             (None, None) => DisplayErrorContext(&err).to_string(),
         };
-        StorageError::new(kind, format!("{}: {}", self.describe(), storage::keys::scrub(&detail)))
+        RequestError::new(kind, format!("{}: {}", self.describe(), storage::keys::scrub(&detail)))
     }
 }

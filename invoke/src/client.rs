@@ -1,7 +1,7 @@
 //! Clients of a model endpoint behind one trait: the SageMaker runtime API (SigV4, through the AWS
 //! SDK), plain HTTP for Azure App Service, Azure ML or any REST endpoint, and the in-process model.
 //!
-//! Failures are sorted into the kinds the worker counts and acts on (storage's [`ErrorKind`]):
+//! Failures are sorted into the kinds the worker counts and acts on (the `request` crate's [`ErrorKind`]):
 //! 429/503 are `throttled`, other 5xx and lost connections `unavailable` (retried, then the job is
 //! returned), 401/403 `unauthorized` and 404 `no_endpoint` (the platform is misconfigured), other
 //! 4xx `rejected` and an answer that is not JSON `bad_response` (counted against the batch). Retries
@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use detector::PostOptions;
 use serde::Deserialize;
-use storage::{ErrorKind, Secret, StorageError};
+use request::{ErrorKind, RequestError};
+use storage::Secret;
 
 use crate::api;
 use crate::batcher::{BatchConfig, Batcher};
@@ -46,9 +47,9 @@ pub struct Invoked {
 impl Invoked {
     /// Accepts any JSON answer; reads the counts when it is this project's format.
     #[cfg(any(feature = "http", feature = "sagemaker"))]
-    fn from_json(body: Bytes) -> Result<Self, StorageError> {
+    fn from_json(body: Bytes) -> Result<Self, RequestError> {
         let value: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| StorageError::new(ErrorKind::BadResponse, format!("the answer is not JSON: {e}")))?;
+            .map_err(|e| RequestError::new(ErrorKind::BadResponse, format!("the answer is not JSON: {e}")))?;
         let parsed: Option<api::Response> = serde_json::from_value(value).ok();
         Ok(Self {
             detections: parsed.as_ref().map(|r| r.predictions.iter().map(|p| p.detections.len()).sum()),
@@ -68,7 +69,7 @@ pub trait Invoker: Send + Sync {
     /// "sagemaker", "http" or "local": recorded with the metrics.
     fn kind(&self) -> &'static str;
     /// Sends one body (an image, or this project's JSON) and returns the answer.
-    async fn invoke(&self, body: Bytes, content_type: &str) -> Result<Invoked, StorageError>;
+    async fn invoke(&self, body: Bytes, content_type: &str) -> Result<Invoked, RequestError>;
     /// SHA-256 of the model's weights, when this side knows it.
     fn model_hash(&self) -> Option<String> {
         None
@@ -316,12 +317,12 @@ impl TargetConfig {
             #[cfg(feature = "http")]
             TargetConfig::Http(c) => Arc::new(HttpInvoker::new(c).map_err(anyhow::Error::msg)?),
             #[cfg(not(feature = "http"))]
-            TargetConfig::Http(c) => anyhow::bail!("{}: this build has no HTTP endpoint client (the endpoint crate's `http` feature)", c.url),
+            TargetConfig::Http(c) => anyhow::bail!("{}: this build has no HTTP endpoint client (the invoke crate's `http` feature)", c.url),
             #[cfg(feature = "sagemaker")]
             TargetConfig::Sagemaker(c) => Arc::new(SageMakerInvoker::connect(c).await.map_err(anyhow::Error::msg)?),
             #[cfg(not(feature = "sagemaker"))]
             TargetConfig::Sagemaker(c) => {
-                anyhow::bail!("sagemaker://{}: this build has no SageMaker client (the endpoint crate's `sagemaker` feature)", c.endpoint_name)
+                anyhow::bail!("sagemaker://{}: this build has no SageMaker client (the invoke crate's `sagemaker` feature)", c.endpoint_name)
             }
             TargetConfig::Local(c) => {
                 let c = c.clone();
@@ -368,26 +369,26 @@ impl Invoker for LocalInvoker {
         Some(self.info.sha256.clone())
     }
 
-    async fn invoke(&self, body: Bytes, content_type: &str) -> Result<Invoked, StorageError> {
-        let parsed = api::parse_body(Some(content_type), &body, 1).map_err(|e| StorageError::new(ErrorKind::Rejected, e.to_string()))?;
+    async fn invoke(&self, body: Bytes, content_type: &str) -> Result<Invoked, RequestError> {
+        let parsed = api::parse_body(Some(content_type), &body, 1).map_err(|e| RequestError::new(ErrorKind::Rejected, e.to_string()))?;
         let bytes = parsed.images.into_iter().next().unwrap_or_default();
         let max_pixels = self.max_pixels;
         let image = tokio::task::spawn_blocking(move || detector::pre::decode(&bytes, max_pixels))
             .await
-            .map_err(|e| StorageError::new(ErrorKind::Other, e.to_string()))?
-            .map_err(|e| StorageError::new(ErrorKind::Rejected, e.to_string()))?;
+            .map_err(|e| RequestError::new(ErrorKind::Other, e.to_string()))?
+            .map_err(|e| RequestError::new(ErrorKind::Rejected, e.to_string()))?;
         let options = PostOptions { confidence: parsed.conf.unwrap_or(self.options.confidence), ..self.options };
         let answer = self
             .batcher
             .submit(image, options)
-            .map_err(|e| StorageError::new(ErrorKind::Throttled, e.to_string()))?
+            .map_err(|e| RequestError::new(ErrorKind::Throttled, e.to_string()))?
             .await
-            .map_err(|_| StorageError::new(ErrorKind::Unavailable, "the model thread stopped"))?;
+            .map_err(|_| RequestError::new(ErrorKind::Unavailable, "the model thread stopped"))?;
         let response = api::response(vec![answer], &self.info, &self.names);
         let detections = response.predictions.iter().map(|p| p.detections.len()).sum();
         // The same split as an HTTP endpoint's answer: the model's time and the wait before it.
         let server_ms = response.inference_ms + response.queue_ms;
-        let body = Bytes::from(serde_json::to_vec(&response).map_err(|e| StorageError::new(ErrorKind::Other, e.to_string()))?);
+        let body = Bytes::from(serde_json::to_vec(&response).map_err(|e| RequestError::new(ErrorKind::Other, e.to_string()))?);
         Ok(Invoked { body, detections: Some(detections), server_ms: Some(server_ms), model_sha256: Some(self.info.sha256.clone()) })
     }
 }

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use storage::{ErrorKind, Secret, StorageError};
+use request::{ErrorKind, RequestError};
+use storage::Secret;
 
 use super::{HttpConfig, Invoked, Invoker, ServerTime, error_line, status_kind};
 
@@ -47,7 +48,7 @@ impl Invoker for HttpInvoker {
         "http"
     }
 
-    async fn invoke(&self, body: Bytes, content_type: &str) -> Result<Invoked, StorageError> {
+    async fn invoke(&self, body: Bytes, content_type: &str) -> Result<Invoked, RequestError> {
         let mut request = self.client.post(&self.url).header("content-type", content_type).header("accept", "application/json").body(body);
         if let Some((header, token)) = &self.auth {
             let value = if header.eq_ignore_ascii_case("authorization") { format!("Bearer {}", token.expose()) } else { token.expose().to_owned() };
@@ -55,14 +56,14 @@ impl Invoker for HttpInvoker {
         }
         let response = request.send().await.map_err(|e| {
             let kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Unavailable };
-            StorageError::new(kind, format!("{}: {}", self.describe(), storage::keys::scrub(&without_url(e))))
+            RequestError::new(kind, format!("{}: {}", self.describe(), storage::keys::scrub(&without_url(e))))
         })?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response
             .bytes()
             .await
-            .map_err(|e| StorageError::new(ErrorKind::Unavailable, format!("{}: answer cut short: {}", self.describe(), without_url(e))))?;
+            .map_err(|e| RequestError::new(ErrorKind::Unavailable, format!("{}: answer cut short: {}", self.describe(), without_url(e))))?;
         match status_kind(status) {
             None => {
                 let foreign = self.server_time.as_ref().map(|s| s.read(&headers, &body));
@@ -73,7 +74,7 @@ impl Invoker for HttpInvoker {
                 }
                 Ok(invoked)
             }
-            Some(kind) => Err(StorageError::new(kind, format!("{}: HTTP {status}: {}", self.describe(), error_line(&body)))),
+            Some(kind) => Err(RequestError::new(kind, format!("{}: HTTP {status}: {}", self.describe(), error_line(&body)))),
         }
     }
 }
