@@ -270,11 +270,8 @@ async fn run(cli: Cli, status: &mut i32) -> anyhow::Result<()> {
         Command::Collect { store, amqp_url, redis_url, namespace, until_complete, metrics_addr } => {
             let ns = Namespace::new(&namespace)?;
             let telemetry = Arc::new(control::telemetry::Registry::default());
-            if let Some(addr) = metrics_addr {
-                let token = std::env::var("CLOUDBENCH_METRICS_TOKEN").ok();
-                let bound = control::telemetry::serve(addr, telemetry.clone(), token).await.with_context(|| format!("metrics address {addr}"))?;
-                tracing::info!(%bound, "metrics at /metrics");
-            }
+            // Served until the collector returns.
+            let _metrics = control::telemetry::serve_at(metrics_addr, telemetry.clone()).await?;
             let store = Arc::new(Mutex::new(MetricsStore::open(&store)?));
             let (stop_tx, stop) = tokio::sync::watch::channel(false);
             let stop_tx = Arc::new(stop_tx);

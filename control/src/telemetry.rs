@@ -1,13 +1,14 @@
 //! Live metrics of a long-running process (worker, collector) in the Prometheus text format, served
 //! over plain HTTP at `GET /metrics` on the address the operator picks, optionally behind a bearer
-//! token. A deliberately small server: one route, requests read up to their headers, one answer.
+//! token (the server is the `metrics-server` feature; the registry is always built).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+#[cfg(feature = "metrics-server")]
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+#[cfg(feature = "metrics-server")]
+use std::sync::Arc;
+use std::sync::Mutex;
 
 enum Value {
     Counter(f64),
@@ -131,60 +132,95 @@ impl Registry {
 
 /// Compares a presented secret with the expected one in time that depends only on their lengths,
 /// so that the comparison does not tell a prober how much of a guess was right.
+#[cfg(any(feature = "metrics-server", test))]
 fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
 }
 
-/// Serves `registry` at `GET /metrics` on `addr` (port 0 picks one); returns the bound address.
-/// With `token`, requests must carry `Authorization: Bearer TOKEN`.
-pub async fn serve(addr: SocketAddr, registry: Arc<Registry>, token: Option<String>) -> std::io::Result<SocketAddr> {
+/// The `/metrics` server [`serve`] started: it answers until [`MetricsServer::shutdown`] or until
+/// it is dropped.
+#[cfg(feature = "metrics-server")]
+#[must_use = "the server stops when this is dropped"]
+pub struct MetricsServer {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+#[cfg(feature = "metrics-server")]
+impl MetricsServer {
+    /// The address it listens on (the port picked, where port 0 was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting connections and returns once the answers under way are sent.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        self.stop.take().map(|stop| stop.send(()));
+        match self.task.take().expect("not yet shut down").await {
+            Ok(served) => served,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+#[cfg(feature = "metrics-server")]
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop.take().map(|stop| stop.send(()));
+    }
+}
+
+/// Serves `registry` at `GET /metrics` on `addr` (port 0 picks one), with the workspace's HTTP
+/// stack (axum on hyper: HTTP/1.1 with keep-alive, accept errors retried, graceful shutdown).
+/// With `token` (not empty), requests must carry `Authorization: Bearer TOKEN`.
+#[cfg(feature = "metrics-server")]
+pub async fn serve(addr: SocketAddr, registry: Arc<Registry>, token: Option<String>) -> std::io::Result<MetricsServer> {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let token = Arc::new(token.filter(|t| !t.is_empty()));
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else { continue };
-            let (registry, token) = (registry.clone(), token.clone());
-            tokio::spawn(async move {
-                let mut head = Vec::with_capacity(1024);
-                let mut buf = [0u8; 1024];
-                let read = async {
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-                        let n = socket.read(&mut buf).await?;
-                        if n == 0 {
-                            break;
-                        }
-                        head.extend_from_slice(&buf[..n]);
-                    }
-                    Ok::<_, std::io::Error>(())
-                };
-                if tokio::time::timeout(std::time::Duration::from_secs(5), read).await.is_err() {
-                    return;
-                }
-                let text = String::from_utf8_lossy(&head);
-                let authorized = token.as_ref().as_ref().is_none_or(|t| {
-                    let expected = format!("Bearer {t}");
-                    text.lines().any(|l| {
-                        l.split_once(':').is_some_and(|(k, v)| k.eq_ignore_ascii_case("authorization") && same_secret(v.trim().as_bytes(), expected.as_bytes()))
-                    })
-                });
-                let (status, body) = if !text.starts_with("GET /metrics ") {
-                    ("404 Not Found", "not found\n".to_owned())
-                } else if !authorized {
-                    ("401 Unauthorized", "missing or wrong bearer token\n".to_owned())
-                } else {
-                    ("200 OK", registry.render())
-                };
-                let answer = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(answer.as_bytes()).await;
-                let _ = socket.shutdown().await;
-            });
+    let expected = token.filter(|t| !t.is_empty()).map(|t| format!("Bearer {t}"));
+    let metrics = move |headers: header::HeaderMap| async move {
+        let authorized = expected.as_ref().is_none_or(|expected| {
+            headers.get(header::AUTHORIZATION).is_some_and(|given| same_secret(given.as_bytes(), expected.as_bytes()))
+        });
+        let text = [(header::CONTENT_TYPE, "text/plain; version=0.0.4")];
+        match authorized {
+            true => (StatusCode::OK, text, registry.render()).into_response(),
+            false => (StatusCode::UNAUTHORIZED, text, "missing or wrong bearer token\n").into_response(),
         }
+    };
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .fallback(|| async { (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], "not found\n") });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                // A send or a dropped handle both stop the server.
+                let _ = stopped.await;
+            })
+            .await
     });
-    Ok(bound)
+    Ok(MetricsServer { addr: bound, stop: Some(stop), task: Some(task) })
+}
+
+/// The environment variable that holds the bearer token of the processes' `/metrics` (unset or
+/// empty: none asked).
+pub const TOKEN_ENV: &str = "CLOUDBENCH_METRICS_TOKEN";
+
+/// [`serve`] at `addr` when one is given, behind the token of [`TOKEN_ENV`]; logs where. The error
+/// names the address.
+#[cfg(feature = "metrics-server")]
+pub async fn serve_at(addr: Option<SocketAddr>, registry: Arc<Registry>) -> std::io::Result<Option<MetricsServer>> {
+    let Some(addr) = addr else { return Ok(None) };
+    let server = serve(addr, registry, std::env::var(TOKEN_ENV).ok())
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("metrics address {addr}: {e}")))?;
+    tracing::info!(bound = %server.addr(), "metrics at /metrics");
+    Ok(Some(server))
 }
 
 #[cfg(test)]
@@ -225,19 +261,69 @@ mod tests {
         assert!(!same_secret(b"Bearer t0j", b"Bearer t0k") && !same_secret(b"Bearer t0", b"Bearer t0k") && !same_secret(b"", b"x"));
     }
 
-    #[tokio::test]
-    async fn serves_metrics_behind_an_optional_token() {
-        let r = Arc::new(Registry::default());
-        r.add("up_total", "Up.", &[], 1.0);
-        let addr = serve("127.0.0.1:0".parse().unwrap(), r, Some("t0k".into())).await.unwrap();
-        let get = |auth: &'static str| async move {
+    /// One request on a fresh connection (closed after the answer); the whole answer.
+    #[cfg(feature = "metrics-server")]
+    async fn get(addr: SocketAddr, path: &str, auth: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let exchange = async {
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            s.write_all(format!("GET /metrics HTTP/1.1\r\nhost: x\r\n{auth}\r\n").as_bytes()).await.unwrap();
+            s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n{auth}connection: close\r\n\r\n").as_bytes()).await.unwrap();
             let mut out = String::new();
             s.read_to_string(&mut out).await.unwrap();
             out
         };
-        assert!(get("authorization: Bearer t0k\r\n").await.contains("up_total 1"));
-        assert!(get("").await.starts_with("HTTP/1.1 401"));
+        tokio::time::timeout(std::time::Duration::from_secs(10), exchange).await.expect("an answer within 10 s")
+    }
+
+    #[cfg(feature = "metrics-server")]
+    #[tokio::test]
+    async fn serves_metrics_behind_an_optional_token() {
+        let r = Arc::new(Registry::default());
+        r.add("up_total", "Up.", &[], 1.0);
+        let server = serve("127.0.0.1:0".parse().unwrap(), r.clone(), Some("t0k".into())).await.unwrap();
+        let ok = get(server.addr(), "/metrics", "authorization: Bearer t0k\r\n").await;
+        assert!(ok.starts_with("HTTP/1.1 200") && ok.contains("content-type: text/plain; version=0.0.4") && ok.ends_with("up_total 1\n"), "{ok}");
+        for wrong in ["", "authorization: Bearer t0j\r\n", "authorization: Bearer t0\r\n", "authorization: t0k\r\n"] {
+            let answer = get(server.addr(), "/metrics", wrong).await;
+            assert!(answer.starts_with("HTTP/1.1 401") && !answer.contains("up_total"), "{wrong:?}: {answer}");
+        }
+        assert!(get(server.addr(), "/other", "authorization: Bearer t0k\r\n").await.starts_with("HTTP/1.1 404"));
+        // No token, or an empty one: open.
+        let open = serve("127.0.0.1:0".parse().unwrap(), r, Some(String::new())).await.unwrap();
+        assert!(get(open.addr(), "/metrics", "").await.contains("up_total 1"));
+    }
+
+    #[cfg(feature = "metrics-server")]
+    #[tokio::test]
+    async fn keeps_a_connection_alive_and_stops_on_shutdown_or_drop() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let r = Arc::new(Registry::default());
+        r.set("busy", "Busy.", &[], 1.0);
+        let server = serve("127.0.0.1:0".parse().unwrap(), r.clone(), None).await.unwrap();
+        let addr = server.addr();
+        // Two scrapes on one connection, as Prometheus makes them.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        for _ in 0..2 {
+            s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+            let mut answer = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&answer).ends_with("busy 1\n") {
+                let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf)).await.expect("an answer within 10 s").unwrap();
+                assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&answer));
+                answer.extend_from_slice(&buf[..n]);
+            }
+        }
+        drop(s);
+        tokio::time::timeout(std::time::Duration::from_secs(10), server.shutdown()).await.expect("shut down within 10 s").unwrap();
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still listening after shutdown");
+        // Dropping the handle stops it too.
+        let dropped = serve("127.0.0.1:0".parse().unwrap(), r, None).await.unwrap();
+        let addr = dropped.addr();
+        drop(dropped);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            assert!(tokio::time::Instant::now() < deadline, "still listening 10 s after the handle was dropped");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }

@@ -14,9 +14,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 async fn scrape(port: u16, token: Option<&str>) -> Option<String> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
     let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
-    s.write_all(format!("GET /metrics HTTP/1.1\r\nhost: localhost\r\n{auth}\r\n").as_bytes()).await.ok()?;
+    // One request per connection: asked to close after it, so that the answer ends at EOF.
+    s.write_all(format!("GET /metrics HTTP/1.1\r\nhost: localhost\r\n{auth}connection: close\r\n\r\n").as_bytes()).await.ok()?;
     let mut out = String::new();
-    s.read_to_string(&mut out).await.ok()?;
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_string(&mut out)).await.ok()?.ok()?;
     Some(out)
 }
 

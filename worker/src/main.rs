@@ -44,11 +44,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let telemetry = Arc::new(control::telemetry::Registry::default());
-    if let Some(addr) = config.metrics_addr {
-        let token = std::env::var("CLOUDBENCH_METRICS_TOKEN").ok();
-        let bound = control::telemetry::serve(addr, telemetry.clone(), token).await.with_context(|| format!("metrics address {addr}"))?;
-        tracing::info!(%bound, "metrics at /metrics");
-    }
+    // Served until the process ends (the handle lives to the end of main).
+    let _metrics = control::telemetry::serve_at(config.metrics_addr, telemetry.clone()).await?;
     let url = config.amqp_url.clone();
     let connections = telemetry.clone();
     let connector: Connector = Arc::new(move || {

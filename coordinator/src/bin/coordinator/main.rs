@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use control::telemetry::Registry;
 use control::{Namespace, RedisStore};
@@ -43,13 +42,11 @@ struct Services {
 
 impl Services {
     /// Starts serving `/metrics` and recording `run_id` into it when `--metrics-addr` is given; the
-    /// recording stops when the returned guard is dropped.
-    async fn observe(&self, ns: &Namespace, store: &RedisStore, run_id: &str) -> anyhow::Result<Option<(Arc<Registry>, AbortOnDrop)>> {
-        let Some(addr) = self.metrics_addr else { return Ok(None) };
+    /// recording and the server stop when the returned guard is dropped.
+    async fn observe(&self, ns: &Namespace, store: &RedisStore, run_id: &str) -> anyhow::Result<Option<(Arc<Registry>, Observing)>> {
         let registry = Arc::new(Registry::default());
-        let token = std::env::var("CLOUDBENCH_METRICS_TOKEN").ok().filter(|t| !t.is_empty());
-        let bound = control::telemetry::serve(addr, registry.clone(), token).await.with_context(|| format!("metrics address {addr}"))?;
-        eprintln!("metrics at http://{bound}/metrics");
+        let Some(server) = control::telemetry::serve_at(self.metrics_addr, registry.clone()).await? else { return Ok(None) };
+        eprintln!("metrics at http://{}/metrics", server.addr());
         let task = tokio::spawn(coordinator::observe::watch(
             registry.clone(),
             Arc::new(store.clone()),
@@ -58,16 +55,20 @@ impl Services {
             run_id.to_owned(),
             Duration::from_secs(2),
         ));
-        Ok(Some((registry, AbortOnDrop(task))))
+        Ok(Some((registry, Observing { watch: task, _server: server })))
     }
 }
 
-/// Stops a background task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// A run being recorded into `/metrics`: when dropped, the recording task is stopped, and the
+/// server with it.
+struct Observing {
+    watch: tokio::task::JoinHandle<()>,
+    _server: control::telemetry::MetricsServer,
+}
 
-impl Drop for AbortOnDrop {
+impl Drop for Observing {
     fn drop(&mut self) {
-        self.0.abort();
+        self.watch.abort();
     }
 }
 
