@@ -10,7 +10,6 @@ pub mod truth;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use control::consume::Connector;
@@ -18,51 +17,12 @@ use control::{AmqpBroker, Broker, Namespace, RedisStore};
 use coordinator::manifest::{Entry, Manifest, sha256_hex};
 use rand::{Rng, SeedableRng};
 
-/// The variable `name`, or `default` when it is unset or empty.
-pub fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
-}
-
-/// Azurite's well-known development account key (public, from Microsoft's documentation).
-pub const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-
-/// The S3 server `scripts/services.sh` starts (s3s-fs).
-pub fn s3_endpoint() -> String {
-    env_or("CLOUDBENCH_TEST_S3_ENDPOINT", "http://127.0.0.1:8014")
-}
-
-/// The Azure Blob emulator `scripts/services.sh` starts (Azurite).
-pub fn azure_endpoint() -> String {
-    env_or("CLOUDBENCH_TEST_AZURE_ENDPOINT", "http://127.0.0.1:10000/devstoreaccount1")
-}
-
-pub fn s3_access_key() -> String {
-    env_or("CLOUDBENCH_TEST_S3_ACCESS_KEY", "cloudbench-test")
-}
-
-pub fn s3_secret_key() -> String {
-    env_or("CLOUDBENCH_TEST_S3_SECRET_KEY", "cloudbench-test-secret")
-}
-
-pub fn azure_key() -> String {
-    env_or("CLOUDBENCH_TEST_AZURE_KEY", AZURITE_KEY)
-}
-
-/// `bucket` on the local S3 server, with its test keys given in code.
-pub fn s3_test_config(bucket: &str) -> storage::S3Config {
-    let mut config = storage::S3Config::new(bucket);
-    config.endpoint_url = Some(s3_endpoint());
-    config.region = Some("us-east-1".into());
-    config.path_style = true;
-    config.credentials =
-        Some(storage::StaticCredentials { access_key_id: s3_access_key(), secret_access_key: storage::Secret::new(s3_secret_key()) });
-    config
-}
-
-/// `container` on Azurite, with the development account key given in code.
-pub fn azure_test_config(container: &str) -> storage::AzureConfig {
-    storage::AzureConfig::new(azure_endpoint(), container, storage::AzureAuth::Key(storage::Secret::new(azure_key())))
-}
+// The test servers' addresses and keys, and names no other test uses: one home for every crate's
+// tests. (Each test binary uses some of them, as with the functions here.)
+#[allow(unused_imports)]
+pub use storage::testing::{
+    azure_config as azure_test_config, azure_endpoint, azure_key, env_or, s3_access_key, s3_config as s3_test_config, s3_endpoint, s3_secret_key, store_name, unique,
+};
 
 /// A store URL of `bucket` on the local S3 server (keys from the environment, see [`with_cloud_env`]).
 pub fn s3_url(bucket: &str, prefix: &str) -> String {
@@ -87,11 +47,6 @@ pub fn with_cloud_env(cmd: &mut std::process::Command) -> &mut std::process::Com
 /// [`run_ok`] with the clouds' credentials in the environment.
 pub fn run(cmd: &mut std::process::Command) -> String {
     run_ok(with_cloud_env(cmd))
-}
-
-/// A bucket or container name: lowercase letters, digits and dashes, at most 63 characters.
-pub fn store_name(tag: &str) -> String {
-    unique(tag).to_ascii_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-").chars().take(63).collect()
 }
 
 /// Starts `analyzer collect` into `store`, stopping by itself once `run_id` is complete and stored.
@@ -205,13 +160,6 @@ pub fn amqp_url() -> String {
 
 pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A name no other test or test run uses.
-pub fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{prefix}-{}-{nanos:x}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A fresh namespace for one test; also turns on logs when `RUST_LOG` asks for them.
