@@ -32,46 +32,66 @@ fn exp_with<const FMA: bool>(x: f32) -> f32 {
     y * f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23)
 }
 
+/// An elementwise function over the exponential, its multiply-adds fused when `FMA` (a type-level
+/// choice, so that each compiled loop has one form and no branch).
+trait Elementwise {
+    fn apply<const FMA: bool>(&self, x: f32) -> f32;
+}
+
+/// SiLU of the value plus a bias: `x / (1 + e^-x)`, `x = v + bias`.
+struct BiasSilu(f32);
+
+impl Elementwise for BiasSilu {
+    #[inline(always)]
+    fn apply<const FMA: bool>(&self, v: f32) -> f32 {
+        let x = v + self.0;
+        x / (1.0 + exp_with::<FMA>(-x))
+    }
+}
+
+/// The logistic sigmoid, `1 / (1 + e^-x)`.
+struct Logistic;
+
+impl Elementwise for Logistic {
+    #[inline(always)]
+    fn apply<const FMA: bool>(&self, x: f32) -> f32 {
+        1.0 / (1.0 + exp_with::<FMA>(-x))
+    }
+}
+
 #[inline(always)]
-fn map_portable(values: &mut [f32], f: impl Fn(f32) -> f32) {
-    values.iter_mut().for_each(|v| *v = f(*v));
+fn map_portable<const FMA: bool>(values: &mut [f32], f: &impl Elementwise) {
+    values.iter_mut().for_each(|v| *v = f.apply::<FMA>(*v));
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn map_avx2(values: &mut [f32], f: impl Fn(f32) -> f32) {
-    map_portable(values, f)
+fn map_avx2(values: &mut [f32], f: &impl Elementwise) {
+    map_portable::<true>(values, f)
 }
 
-/// `v ← f(v)` for every element, compiled for AVX2 and FMA when the processor has them; `f` is
-/// `make(true)` there (it may fuse multiply-adds), `make(false)` elsewhere.
+/// `v ← f(v)` for every element, compiled for AVX2 and FMA (and fusing the multiply-adds) when the
+/// processor has them.
 #[inline(always)]
-fn map<F: Fn(f32) -> f32>(values: &mut [f32], make: impl Fn(bool) -> F) {
+fn map(values: &mut [f32], f: &impl Elementwise) {
     #[cfg(target_arch = "x86_64")]
     if super::Isa::avx2_fma() {
         // SAFETY: the processor has both features, checked just above.
-        return unsafe { map_avx2(values, make(true)) };
+        return unsafe { map_avx2(values, f) };
     }
-    map_portable(values, make(false))
+    map_portable::<false>(values, f)
 }
 
-/// `v ← silu(v + bias)` for every element, SiLU being `x / (1 + e^-x)`.
+/// `v ← silu(v + bias)` for every element.
 pub fn bias_silu(values: &mut [f32], bias: f32) {
-    map(values, |fma| {
-        move |v: f32| {
-            let x = v + bias;
-            x / (1.0 + if fma { exp_with::<true>(-x) } else { exp_with::<false>(-x) })
-        }
-    })
+    map(values, &BiasSilu(bias))
 }
 
 /// The logistic sigmoid of a tensor, computed on the host.
 pub fn sigmoid<const D: usize>(t: Tensor<D>) -> Tensor<D> {
     let (device, dims) = (t.device(), t.dims());
     let mut values = super::host_values(t);
-    values.par_chunks_mut(16 * 1024).for_each(|chunk| {
-        map(chunk, |fma| move |x: f32| 1.0 / (1.0 + if fma { exp_with::<true>(-x) } else { exp_with::<false>(-x) }))
-    });
+    values.par_chunks_mut(16 * 1024).for_each(|chunk| map(chunk, &Logistic));
     Tensor::from_data(TensorData::new(values, dims), &device)
 }
 
