@@ -171,6 +171,10 @@ impl Drop for MetricsServer {
     }
 }
 
+/// The content type of Prometheus' text exposition format, version 0.0.4 (every answer's).
+#[cfg(feature = "metrics-server")]
+const TEXT_FORMAT: &str = "text/plain; version=0.0.4";
+
 /// Serves `registry` at `GET /metrics` on `addr` (port 0 picks one), with the workspace's HTTP
 /// stack (axum on hyper: HTTP/1.1 with keep-alive, accept errors retried, graceful shutdown).
 /// With `token` (not empty), requests must carry `Authorization: Bearer TOKEN`.
@@ -186,7 +190,7 @@ pub async fn serve(addr: SocketAddr, registry: Arc<Registry>, token: Option<Stri
         let authorized = expected.as_ref().is_none_or(|expected| {
             headers.get(header::AUTHORIZATION).is_some_and(|given| same_secret(given.as_bytes(), expected.as_bytes()))
         });
-        let text = [(header::CONTENT_TYPE, "text/plain; version=0.0.4")];
+        let text = [(header::CONTENT_TYPE, TEXT_FORMAT)];
         match authorized {
             true => (StatusCode::OK, text, registry.render()).into_response(),
             false => (StatusCode::UNAUTHORIZED, text, "missing or wrong bearer token\n").into_response(),
@@ -194,7 +198,7 @@ pub async fn serve(addr: SocketAddr, registry: Arc<Registry>, token: Option<Stri
     };
     let app = axum::Router::new()
         .route("/metrics", axum::routing::get(metrics))
-        .fallback(|| async { (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], "not found\n") });
+        .fallback(|| async { (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, TEXT_FORMAT)], "not found\n") });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
