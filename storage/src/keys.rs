@@ -12,12 +12,12 @@ pub(crate) fn check_key(key: &str) -> Result<(), StorageError> {
 /// A store's keys all live under this prefix ("" or "datasets/coco/"); callers never see it. (The
 /// cloud backends use it; a build with none of them has no use for it.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(not(any(feature = "s3", feature = "azure")), allow(dead_code))]
+#[cfg_attr(not(any(feature = "s3", feature = "azure", feature = "gcs")), allow(dead_code))]
 pub(crate) struct KeySpace {
     prefix: String,
 }
 
-#[cfg_attr(not(any(feature = "s3", feature = "azure")), allow(dead_code))]
+#[cfg_attr(not(any(feature = "s3", feature = "azure", feature = "gcs")), allow(dead_code))]
 impl KeySpace {
     pub(crate) fn new(prefix: &str) -> Self {
         let trimmed = prefix.trim_matches('/');

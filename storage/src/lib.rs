@@ -1,7 +1,7 @@
 //! Object storage as the worker sees it: put, get, delete and list objects by key.
 //!
 //! [`Storage`] is the one trait every backend implements: [`LocalDirStore`] (a directory acting as a
-//! bucket), `S3Store` and `AzureStore` (features `s3` and `azure`, on by default); [`StorageConfig`] names one in a config file or a URL, and
+//! bucket), `S3Store`, `AzureStore` and `GcsStore` (features `s3`, `azure` and `gcs`, on by default); [`StorageConfig`] names one in a config file or a URL, and
 //! [`RetryPolicy`] retries requests with backoff, reporting every retry. The worker times these calls
 //! for its upload and download phases, and also reads a batch's source images through a [`Storage`],
 //! so a dataset can live in a folder or in a bucket alike.
@@ -13,6 +13,8 @@
 mod azure;
 mod config;
 pub mod conformance;
+#[cfg(feature = "gcs")]
+mod gcs;
 pub mod keys;
 mod local;
 mod retry;
@@ -31,6 +33,8 @@ use bytes::Bytes;
 #[cfg(feature = "azure")]
 pub use azure::{AzureAuth, AzureConfig, AzureStore};
 pub use config::StorageConfig;
+#[cfg(feature = "gcs")]
+pub use gcs::{GcsConfig, GcsStore};
 pub use local::LocalDirStore;
 pub use retry::{Attempted, RetryPolicy};
 #[cfg(feature = "s3")]

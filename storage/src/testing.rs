@@ -1,5 +1,5 @@
 //! The test servers `scripts/services.sh` starts, as every crate's tests reach them: the S3 server
-//! (s3s-fs) and the Azure Blob emulator (Azurite) on loopback, their addresses and test keys from
+//! (s3s-fs), the Azure Blob emulator (Azurite) and the Cloud Storage emulator (fake-gcs-server) on loopback, their addresses and test keys from
 //! the `CLOUDBENCH_TEST_*` variables the script sets (or its defaults), and names no other test
 //! uses. Test values only, known to everyone and valid only on loopback.
 
@@ -21,6 +21,11 @@ pub fn s3_endpoint() -> String {
 /// The Azure Blob emulator's account endpoint.
 pub fn azure_endpoint() -> String {
     env_or("CLOUDBENCH_TEST_AZURE_ENDPOINT", "http://127.0.0.1:10000/devstoreaccount1")
+}
+
+/// The Cloud Storage emulator's JSON API endpoint.
+pub fn gcs_endpoint() -> String {
+    env_or("CLOUDBENCH_TEST_GCS_ENDPOINT", "http://127.0.0.1:80")
 }
 
 pub fn s3_access_key() -> String {
@@ -50,6 +55,16 @@ pub fn s3_config(bucket: &str) -> crate::S3Config {
 #[cfg(feature = "azure")]
 pub fn azure_config(container: &str) -> crate::AzureConfig {
     crate::AzureConfig::new(azure_endpoint(), container, crate::AzureAuth::Key(crate::Secret::new(azure_key())))
+}
+
+/// `bucket` on the Cloud Storage emulator, without credentials (it takes any).
+#[cfg(feature = "gcs")]
+pub fn gcs_config(bucket: &str) -> crate::GcsConfig {
+    let mut config = crate::GcsConfig::new(bucket);
+    config.endpoint = Some(gcs_endpoint());
+    config.project = Some("cloudbench-test".into());
+    config.anonymous = true;
+    config
 }
 
 /// A name no other test or test run uses: `prefix`, this process and a counter.

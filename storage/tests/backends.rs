@@ -1,13 +1,14 @@
-#![cfg(all(feature = "s3", feature = "azure"))]
+#![cfg(all(feature = "s3", feature = "azure", feature = "gcs"))]
 
 //! The conformance suite and the failure modes users meet, against the real servers the test script
-//! starts: s3s-fs for S3 and Azurite for Azure Blob. Each test uses its own bucket or container.
+//! starts: s3s-fs for S3, Azurite for Azure Blob and fake-gcs-server for Cloud Storage. Each test uses
+//! its own bucket or container.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use storage::testing::{azure_endpoint, azure_key, store_name};
-use storage::{AzureAuth, AzureConfig, AzureStore, ErrorKind, S3Config, S3Store, Secret, StaticCredentials, Storage, StorageConfig};
+use storage::testing::{azure_endpoint, azure_key, gcs_endpoint, store_name};
+use storage::{AzureAuth, AzureConfig, AzureStore, ErrorKind, GcsConfig, GcsStore, S3Config, S3Store, Secret, StaticCredentials, Storage, StorageConfig};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -27,6 +28,21 @@ fn azure_config(container: &str) -> AzureConfig {
     config.block_size = 4 * 1024 * 1024;
     config.list_page_size = Some(10);
     config
+}
+
+/// The emulator's bucket, with chunks and listing pages as small as [`s3_config`]'s.
+fn gcs_config(bucket: &str) -> GcsConfig {
+    let mut config = storage::testing::gcs_config(bucket);
+    config.resumable_threshold = 4 * 1024 * 1024;
+    config.part_size = 1024 * 1024;
+    config.list_page_size = Some(10);
+    config
+}
+
+async fn new_gcs_bucket(tag: &str) -> GcsStore {
+    let store = GcsStore::connect(gcs_config(&store_name(tag))).await.unwrap();
+    tokio::time::timeout(LIMIT, store.create_bucket()).await.expect("fake-gcs-server answers").expect("fake-gcs-server is running (scripts/services.sh)");
+    store
 }
 
 async fn new_bucket(tag: &str) -> S3Store {
@@ -55,6 +71,35 @@ async fn azure_passes_the_conformance_suite() {
     store.probe().await.unwrap();
     tokio::time::timeout(LIMIT, storage::conformance::run_all(&store, "conformance")).await.unwrap();
     store.delete_container().await.unwrap();
+}
+
+#[tokio::test]
+async fn gcs_passes_the_conformance_suite() {
+    let store = new_gcs_bucket("conf").await;
+    store.probe().await.unwrap();
+    tokio::time::timeout(LIMIT, storage::conformance::run_all(&store, "conformance")).await.unwrap();
+    store.delete_bucket().await.unwrap();
+}
+
+#[tokio::test]
+async fn gcs_objects_read_back_through_the_json_api_as_written() {
+    // The oracle is the server's own record: the object's size and bytes as its JSON API and
+    // download endpoint report them, not this backend's get.
+    let store = new_gcs_bucket("readback").await;
+    let bucket = store.describe().split_whitespace().nth(2).unwrap().to_owned();
+    storage::tls::install_ring();
+    let http = reqwest::Client::new();
+    for (key, len) in [("small/one.jpg", 1000usize), ("large/two.jpg", 6 * 1024 * 1024 + 17)] {
+        let data: Vec<u8> = (0..len as u32).map(|i| (i * 7 % 253) as u8).collect();
+        store.put(key, Bytes::from(data.clone())).await.unwrap();
+        let name = key.replace('/', "%2F");
+        let meta = http.get(format!("{}/storage/v1/b/{bucket}/o/{name}", gcs_endpoint())).send().await.unwrap().bytes().await.unwrap();
+        let meta: serde_json::Value = serde_json::from_slice(&meta).unwrap();
+        assert_eq!(meta["size"].as_str(), Some(len.to_string().as_str()), "{key}: {meta}");
+        let body = http.get(format!("{}/storage/v1/b/{bucket}/o/{name}?alt=media", gcs_endpoint())).send().await.unwrap().bytes().await.unwrap();
+        assert!(body == data, "{key}: the server holds other bytes ({} of {len})", body.len());
+    }
+    store.delete_bucket().await.unwrap();
 }
 
 #[tokio::test]
@@ -101,6 +146,13 @@ async fn a_missing_bucket_or_container_is_named() {
     assert!(err.message.contains(&container), "{err}");
     let err = azure.put("k", Bytes::from_static(b"x")).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NoBucket, "{err}");
+    let bucket = store_name("missing");
+    let gcs = GcsStore::connect(gcs_config(&bucket)).await.unwrap();
+    let err = gcs.probe().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NoBucket, "{err}");
+    assert!(err.message.contains(&bucket), "{err}");
+    let err = gcs.put("k", Bytes::from_static(b"x")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NoBucket, "{err}");
 }
 
 #[tokio::test]
@@ -131,6 +183,13 @@ async fn an_unreachable_endpoint_is_unavailable_not_a_hang() {
     let err = tokio::time::timeout(LIMIT, azure.get("k")).await.unwrap().unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
     assert!(!err.message.contains('\n') && !err.message.contains("sig=A"), "{err}");
+    let mut gcs = gcs_config("any");
+    gcs.endpoint = Some("http://127.0.0.1:9".into());
+    let gcs = GcsStore::connect(gcs).await.unwrap();
+    for err in [tokio::time::timeout(LIMIT, gcs.get("k")).await.unwrap().unwrap_err(), tokio::time::timeout(LIMIT, gcs.list("")).await.unwrap().unwrap_err()] {
+        assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
+        assert!(!err.message.contains('\n'), "{err}");
+    }
 }
 
 #[tokio::test]
@@ -146,4 +205,14 @@ async fn store_urls_open_real_stores() {
     opened.put("x.jpg", Bytes::from_static(b"x")).await.unwrap();
     assert_eq!(store.list("").await.unwrap()[0].key, "p/x.jpg");
     store.delete_container().await.unwrap();
+}
+
+#[tokio::test]
+async fn gs_urls_open_real_buckets() {
+    let store = new_gcs_bucket("url").await;
+    let bucket = store.describe().split_whitespace().nth(2).unwrap().to_owned();
+    let opened = StorageConfig::from_url(&format!("gs://{bucket}/p?endpoint={}&auth=none", gcs_endpoint())).unwrap().open().await.unwrap();
+    opened.put("x.jpg", Bytes::from_static(b"x")).await.unwrap();
+    assert_eq!(store.list("").await.unwrap()[0].key, "p/x.jpg");
+    store.delete_bucket().await.unwrap();
 }
