@@ -21,7 +21,8 @@ use rand::{Rng, SeedableRng};
 // tests. (Each test binary uses some of them, as with the functions here.)
 #[allow(unused_imports)]
 pub use storage::testing::{
-    azure_config as azure_test_config, azure_endpoint, azure_key, env_or, s3_access_key, s3_config as s3_test_config, s3_endpoint, s3_secret_key, store_name, unique,
+    azure_config as azure_test_config, azure_endpoint, azure_key, env_or, gcs_config as gcs_test_config, gcs_endpoint, s3_access_key, s3_config as s3_test_config,
+    s3_endpoint, s3_secret_key, store_name, unique,
 };
 
 /// A store URL of `bucket` on the local S3 server (keys from the environment, see [`with_cloud_env`]).
@@ -32,6 +33,11 @@ pub fn s3_url(bucket: &str, prefix: &str) -> String {
 /// A store URL of `container` on Azurite (account key from the environment).
 pub fn azure_url(container: &str, prefix: &str) -> String {
     format!("azure://{container}/{prefix}?endpoint={}&auth=account_key", azure_endpoint())
+}
+
+/// A store URL of `bucket` on the Cloud Storage emulator (which takes no credentials).
+pub fn gs_url(bucket: &str, prefix: &str) -> String {
+    format!("gs://{bucket}/{prefix}?endpoint={}&project=cloudbench-test&auth=none", gcs_endpoint())
 }
 
 /// Credentials reach the binaries the way they reach them in a cloud: from the environment.
