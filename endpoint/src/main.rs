@@ -112,6 +112,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         options: PostOptions { confidence: args.conf, ..PostOptions::default() },
         targets,
         device: args.device.clone(),
+        vertex: endpoint::VertexRoutes::from_env().map_err(anyhow::Error::msg)?,
     };
     let batch = BatchConfig { max_batch: args.max_batch.max(1), max_wait: Duration::from_millis(args.max_wait_ms), queue: args.queue.max(1), adaptive: !args.fixed_batch };
     tracing::info!(
@@ -123,7 +124,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "model loaded"
     );
     let app = endpoint::app(model, batch, config);
-    let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse().context("listen address")?;
+    // Vertex AI tells a custom container its port in AIP_HTTP_PORT, over --port and PORT.
+    let port = match std::env::var("AIP_HTTP_PORT").ok().filter(|v| !v.is_empty()) {
+        Some(v) => v.parse().map_err(|_| anyhow::anyhow!("AIP_HTTP_PORT {v:?} is not a port number"))?,
+        None => args.port,
+    };
+    let addr: SocketAddr = format!("{}:{}", args.host, port).parse().context("listen address")?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     // Tests and scripts start the server on port 0 and read the port from this line.
     let scheme = if tls.is_some() { "https" } else { "http" };

@@ -1,6 +1,9 @@
 //! The HTTP server: the SageMaker hosting contract (`GET /ping`, `POST /invocations` on port 8080,
-//! and the runtime API's own path so a SageMaker client can be pointed straight at it), the Azure App
-//! Service / Azure ML style `POST /score`, the paper's web client at `/`, and `/metrics`.
+//! and the runtime API's own path so a SageMaker client can be pointed straight at it), Vertex AI's
+//! custom-container contract (the health and predict routes Vertex names in `AIP_HEALTH_ROUTE` and
+//! `AIP_PREDICT_ROUTE`, and the prediction API's own `:predict` and `:rawPredict` paths so a Vertex
+//! client can be pointed straight at it), the Azure App Service / Azure ML style `POST /score`, the
+//! paper's web client at `/`, and `/metrics`.
 //!
 //! Every request is checked before anything is allocated for its images: body size (axum's limit),
 //! image count, declared pixel count (read from the header before decoding). Decoding runs on the
@@ -43,6 +46,43 @@ pub struct ServerConfig {
     pub targets: Vec<(String, Arc<dyn Invoker>)>,
     /// Device name, reported with the model.
     pub device: String,
+    /// The health and predict routes Vertex AI gives a custom container, when it runs in one.
+    pub vertex: Option<VertexRoutes>,
+}
+
+/// The routes of Vertex AI's custom-container contract (`AIP_HEALTH_ROUTE`, `AIP_PREDICT_ROUTE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VertexRoutes {
+    pub health: String,
+    pub predict: String,
+}
+
+/// Routes the server always has; Vertex's own may not take one of them.
+const FIXED_ROUTES: [&str; 7] = ["/", "/ping", "/targets", "/sample.jpg", "/metrics", "/invocations", "/score"];
+
+impl VertexRoutes {
+    /// Vertex's routes from its variables, when both are set: each must be a path of its own.
+    pub fn from_env() -> Result<Option<Self>, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let (health, predict) = match (var("AIP_HEALTH_ROUTE"), var("AIP_PREDICT_ROUTE")) {
+            (None, None) => return Ok(None),
+            (Some(health), Some(predict)) => (health, predict),
+            _ => return Err("AIP_HEALTH_ROUTE and AIP_PREDICT_ROUTE come together (Vertex AI sets both)".into()),
+        };
+        Self::new(health, predict).map(Some)
+    }
+
+    pub fn new(health: String, predict: String) -> Result<Self, String> {
+        for route in [&health, &predict] {
+            if !route.starts_with('/') || route.contains(['{', '}', '?', '#']) || FIXED_ROUTES.contains(&route.as_str()) {
+                return Err(format!("Vertex route {route:?}: give a path of its own starting with /"));
+            }
+        }
+        if health == predict {
+            return Err(format!("Vertex routes: health and predict are both {health:?}"));
+        }
+        Ok(Self { health, predict })
+    }
 }
 
 impl Default for ServerConfig {
@@ -56,6 +96,7 @@ impl Default for ServerConfig {
             options: PostOptions::default(),
             targets: Vec::new(),
             device: "flex".into(),
+            vertex: None,
         }
     }
 }
@@ -99,8 +140,9 @@ pub fn app(detector: Detector, batch: BatchConfig, config: ServerConfig) -> Rout
     let info = api::model_info(&detector, &config.device);
     let names = Arc::new((0..detector.model().classes()).map(|i| detector.class_name(i).to_owned()).collect());
     let max_body = config.max_body;
+    let vertex = config.vertex.clone();
     let state = Arc::new(AppState { batcher: Batcher::start(detector, batch, metrics.clone()), config, metrics, info, names, sample: sample_jpeg() });
-    Router::new()
+    let mut router = Router::new()
         .route("/", get(|| async { Html(include_str!("page.html")) }))
         .route("/ping", get(ping))
         .route("/targets", get(targets))
@@ -109,9 +151,27 @@ pub fn app(detector: Detector, batch: BatchConfig, config: ServerConfig) -> Rout
         .route("/invocations", post(|s, q, h, b| predict("invocations", s, q, h, b)))
         .route("/endpoints/{name}/invocations", post(|s, q, h, b| predict("invocations", s, q, h, b)))
         .route("/score", post(|s, q, h, b| predict("score", s, q, h, b)))
-        .route("/relay/{name}", post(relay))
-        .layer(DefaultBodyLimit::max(max_body))
-        .with_state(state)
+        .route("/v1/projects/{project}/locations/{location}/endpoints/{call}", post(vertex_call))
+        .route("/relay/{name}", post(relay));
+    if let Some(routes) = vertex {
+        router = router.route(&routes.health, get(ping)).route(&routes.predict, post(|s, q, h, b| predict("vertex", s, q, h, b)));
+    }
+    router.layer(DefaultBodyLimit::max(max_body)).with_state(state)
+}
+
+/// Vertex AI's prediction API: `ENDPOINT:predict` (JSON instances) and `ENDPOINT:rawPredict` (any
+/// body this server takes) answer alike.
+async fn vertex_call(
+    state: AppStateRef,
+    Path((_project, _location, call)): Path<(String, String, String)>,
+    query: Result<Query<PredictQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if !(call.ends_with(":predict") || call.ends_with(":rawPredict")) {
+        return ApiError::new(StatusCode::NOT_FOUND, format!("no method in {call:?}: ENDPOINT:predict or ENDPOINT:rawPredict")).into_response();
+    }
+    predict("vertex", state, query, headers, body).await
 }
 
 type AppStateRef = State<Arc<AppState>>;

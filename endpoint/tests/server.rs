@@ -1,5 +1,6 @@
 //! The server as clients see it: over real HTTP on a loopback port, with the committed random-weight
-//! YOLOv8n, through reqwest, the worker's invokers (HTTP and the AWS SDK's SageMaker runtime client),
+//! YOLOv8n, through reqwest, the worker's invokers (HTTP, the AWS SDK's SageMaker runtime client and
+//! the Vertex AI client),
 //! and a real headless browser for the web page.
 
 use std::path::PathBuf;
@@ -9,9 +10,9 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 use detector::Detector;
-use endpoint::{BatchConfig, ServerConfig};
+use endpoint::{BatchConfig, ServerConfig, VertexRoutes};
 use invoke::api;
-use invoke::client::{HttpConfig, HttpInvoker, Invoker, SageMakerConfig, SageMakerInvoker};
+use invoke::client::{HttpConfig, HttpInvoker, Invoker, SageMakerConfig, SageMakerInvoker, VertexConfig, VertexInvoker, VertexMethod};
 use storage::{ErrorKind, Secret};
 
 /// Network input of the tests: small, so each forward pass is quick on a debug build.
@@ -142,6 +143,40 @@ async fn sagemaker_contract_and_app_service_json_answer_detections() {
     let err = sagemaker.invoke(Bytes::from_static(b"not an image"), "image/jpeg").await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Rejected, "{err}");
     assert!(err.message.contains("not a JPEG or PNG"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn vertex_contract_answers_its_routes_and_the_vertex_client() {
+    // The routes as Vertex AI names them to a custom container (AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE).
+    let routes = VertexRoutes::new("/v1/endpoints/7/deployedModels/9".into(), "/v1/endpoints/7/deployedModels/9:predict".into()).unwrap();
+    let base = serve(BatchConfig::default(), ServerConfig { vertex: Some(routes), ..ServerConfig::default() }).await;
+    assert_eq!(client().get(format!("{base}/v1/endpoints/7/deployedModels/9")).send().await.unwrap().status(), 200);
+    let b64 = |data: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(data);
+    let json = serde_json::json!({ "instances": [{ "b64": b64(jpeg(320, 240)) }, { "b64": b64(png(100, 300)) }], "parameters": { "confidence": 0.00001 } });
+    let (status, body, _) = post(&format!("{base}/v1/endpoints/7/deployedModels/9:predict"), "application/json", serde_json::to_vec(&json).unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    let predictions: Vec<api::Prediction> = serde_json::from_value(body["predictions"].clone()).unwrap();
+    let sizes: Vec<(u32, u32)> = predictions.iter().map(|p| (p.width, p.height)).collect();
+    assert_eq!(sizes, [(320, 240), (100, 300)], "one prediction per instance, in order");
+    assert!(predictions.iter().all(|p| !p.detections.is_empty()), "parameters.confidence was applied");
+
+    // The Vertex client pointed at the server's copy of the prediction API, by either method.
+    for method in [VertexMethod::RawPredict, VertexMethod::Predict] {
+        let config = VertexConfig { endpoint: "projects/p/locations/europe-west4/endpoints/7".into(), method, api_url: Some(base.clone()), anonymous: true };
+        let vertex = VertexInvoker::new(&config).unwrap();
+        let invoked = vertex.invoke(Bytes::from(jpeg(200, 100)), "image/jpeg").await.unwrap();
+        let answer: api::Response = serde_json::from_slice(&invoked.body).unwrap();
+        assert_eq!((answer.predictions[0].width, invoked.detections, vertex.kind()), (200, Some(0), "vertex"), "{method:?}");
+        assert!(invoked.server_ms.is_some_and(|ms| ms > 0.0), "{method:?}");
+        let err = vertex.invoke(Bytes::from_static(b"not an image"), "image/jpeg").await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Rejected, "{err}");
+        assert!(err.message.contains("not a JPEG or PNG") && err.message.contains("vertex endpoint"), "{err}");
+    }
+    let (status, body, _) = post(&format!("{base}/v1/projects/p/locations/l/endpoints/7:explain"), "image/jpeg", jpeg(32, 32)).await;
+    assert_eq!(status, 404, "{body}");
+    for bad in [("/ping", "/v1/p"), ("/h", "/h"), ("h", "/p")] {
+        assert!(VertexRoutes::new(bad.0.into(), bad.1.into()).is_err(), "{bad:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

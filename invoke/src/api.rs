@@ -3,7 +3,10 @@
 //!
 //! Requests carry either one image as the raw body (`image/jpeg`, `image/png`, `application/x-image`)
 //! or JSON with base64 images: `{"image": "..."}` or `{"images": ["...", ...]}` (the Azure ML and App
-//! Service style). A confidence threshold can come as `?conf=` or a `"conf"` field.
+//! Service style), or Vertex AI's prediction request, `{"instances": [{"b64": "..."}, ...],
+//! "parameters": {"confidence": 0.25}}`, whose answer is the same [`Response`] (its `predictions`,
+//! one per instance, are what Vertex AI's contract asks for). A confidence threshold can come as
+//! `?conf=`, a `"conf"` field or Vertex's `parameters.confidence`.
 
 use std::time::Duration;
 
@@ -71,6 +74,26 @@ pub struct JsonRequest {
     #[serde(default)]
     pub images: Vec<String>,
     pub conf: Option<f32>,
+    /// Vertex AI's instances: `{"b64": "..."}` (its convention for binary data) or a bare string.
+    #[serde(default)]
+    pub instances: Vec<Instance>,
+    /// Vertex AI's parameters of the whole request.
+    pub parameters: Option<Parameters>,
+}
+
+/// One instance of a Vertex AI prediction request.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Instance {
+    Binary { b64: String },
+    Text(String),
+}
+
+/// The parameters of a Vertex AI prediction request this server reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parameters {
+    pub confidence: Option<f32>,
 }
 
 /// A request body the server cannot use, and why.
@@ -106,6 +129,10 @@ pub fn parse_body(content_type: Option<&str>, body: &[u8], max_images: usize) ->
             let request: JsonRequest = serde_json::from_slice(body).map_err(|e| BodyError::Json(format!("invalid JSON body: {e}")))?;
             let mut encoded = request.images;
             encoded.extend(request.image);
+            encoded.extend(request.instances.into_iter().map(|i| match i {
+                Instance::Binary { b64 } | Instance::Text(b64) => b64,
+            }));
+            let conf = request.conf.or(request.parameters.and_then(|p| p.confidence));
             let images = encoded
                 .iter()
                 .enumerate()
@@ -115,7 +142,7 @@ pub fn parse_body(content_type: Option<&str>, body: &[u8], max_images: usize) ->
                         .map_err(|e| BodyError::Json(format!("image {i} is not base64: {e}")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            Parsed { images, conf: request.conf }
+            Parsed { images, conf }
         }
         "multipart/form-data" => {
             let boundary = content_type.and_then(boundary).ok_or_else(|| BodyError::Multipart("no boundary in the content type".into()))?;
@@ -270,6 +297,11 @@ mod tests {
         assert_eq!((json.images.len(), json.images[1].as_slice(), json.conf), (2, &b"png!"[..], Some(0.5)));
         let one = parse_body(Some("application/json"), format!(r#"{{"image": "{b64}"}}"#).as_bytes(), 1).unwrap();
         assert_eq!(one.images.len(), 1);
+        let vertex = format!(r#"{{"instances": [{{"b64": "{b64}"}}, "{b64}"], "parameters": {{"confidence": 0.1}}}}"#);
+        let vertex = parse_body(Some("application/json"), vertex.as_bytes(), 4).unwrap();
+        assert_eq!((vertex.images, vertex.conf), (vec![b"png!".to_vec(), b"png!".to_vec()], Some(0.1)));
+        let unknown = format!(r#"{{"instances": [{{"b64": "{b64}"}}], "parameters": {{"iou": 0.1}}}}"#);
+        assert!(parse_body(Some("application/json"), unknown.as_bytes(), 4).is_err(), "unknown parameters are refused, not ignored");
     }
 
     #[test]

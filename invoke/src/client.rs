@@ -1,5 +1,6 @@
 //! Clients of a model endpoint behind one trait: the SageMaker runtime API (SigV4, through the AWS
-//! SDK), plain HTTP for Azure App Service, Azure ML or any REST endpoint, and the in-process model.
+//! SDK), Vertex AI online prediction (OAuth from Application Default Credentials), plain HTTP for
+//! Azure App Service, Azure ML or any REST endpoint, and the in-process model.
 //!
 //! Failures are sorted into the kinds the worker counts and acts on (the `request` crate's [`ErrorKind`]):
 //! 429/503 are `throttled`, other 5xx and lost connections `unavailable` (retried, then the job is
@@ -26,10 +27,14 @@ use crate::metrics::Metrics;
 mod http;
 #[cfg(feature = "sagemaker")]
 mod sagemaker;
+#[cfg(feature = "vertex")]
+mod vertex;
 #[cfg(feature = "http")]
 pub use http::HttpInvoker;
 #[cfg(feature = "sagemaker")]
 pub use sagemaker::SageMakerInvoker;
+#[cfg(feature = "vertex")]
+pub use vertex::VertexInvoker;
 
 /// What one invocation returned.
 #[derive(Debug, Clone)]
@@ -45,14 +50,16 @@ pub struct Invoked {
 }
 
 impl Invoked {
-    /// Accepts any JSON answer; reads the counts when it is this project's format.
-    #[cfg(any(feature = "http", feature = "sagemaker"))]
+    /// Accepts any JSON answer; reads the counts when it is this project's format, or when its
+    /// `predictions` are (as Vertex AI's `:predict` passes them on, without the rest of the answer).
+    #[cfg(any(feature = "http", feature = "sagemaker", feature = "vertex"))]
     fn from_json(body: Bytes) -> Result<Self, RequestError> {
         let value: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| RequestError::new(ErrorKind::BadResponse, format!("the answer is not JSON: {e}")))?;
+        let predictions: Option<Vec<api::Prediction>> = value.get("predictions").and_then(|p| serde_json::from_value(p.clone()).ok());
         let parsed: Option<api::Response> = serde_json::from_value(value).ok();
         Ok(Self {
-            detections: parsed.as_ref().map(|r| r.predictions.iter().map(|p| p.detections.len()).sum()),
+            detections: predictions.map(|p| p.iter().map(|p| p.detections.len()).sum()),
             // This project's server reports the model's time and the wait before it.
             server_ms: parsed.as_ref().map(|r| r.inference_ms + r.queue_ms),
             model_sha256: parsed.map(|r| r.model.sha256),
@@ -90,7 +97,7 @@ pub fn status_kind(status: u16) -> Option<ErrorKind> {
 }
 
 /// The first line of an error answer: this project's `{"error": ...}` or the start of the text.
-#[cfg(any(feature = "http", feature = "sagemaker"))]
+#[cfg(any(feature = "http", feature = "sagemaker", feature = "vertex"))]
 fn error_line(body: &[u8]) -> String {
     if let Ok(e) = serde_json::from_slice::<api::ErrorBody>(body) {
         return e.error;
@@ -107,6 +114,8 @@ pub enum TargetConfig {
     Http(HttpConfig),
     /// A SageMaker real-time endpoint, through the SageMaker runtime API.
     Sagemaker(SageMakerConfig),
+    /// A Vertex AI online prediction endpoint.
+    Vertex(VertexConfig),
     /// The model in the worker's own process.
     Local(LocalConfig),
 }
@@ -201,6 +210,33 @@ pub struct SageMakerConfig {
     pub credentials: Option<(String, Secret)>,
 }
 
+/// A Vertex AI endpoint and the method that calls it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VertexConfig {
+    /// `projects/PROJECT/locations/LOCATION/endpoints/ENDPOINT`.
+    pub endpoint: String,
+    #[serde(default)]
+    pub method: VertexMethod,
+    /// Another API root (this project's server speaking Vertex's API); by default the location's
+    /// regional host, `https://LOCATION-aiplatform.googleapis.com`.
+    pub api_url: Option<String>,
+    /// Sends no credentials (a local server) instead of Application Default Credentials.
+    #[serde(default)]
+    pub anonymous: bool,
+}
+
+/// How a Vertex AI endpoint is called.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VertexMethod {
+    /// `:rawPredict`: the image as the body, the container's answer passed back unchanged.
+    #[default]
+    RawPredict,
+    /// `:predict`: `{"instances": [{"b64": ...}]}`, the answer's `predictions`.
+    Predict,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalConfig {
@@ -248,11 +284,12 @@ impl LocalConfig {
 
 impl TargetConfig {
     /// Parses a target URL: `http(s)://...` (token from `CLOUDBENCH_ENDPOINT_TOKEN` when set, as a
-    /// bearer token), `sagemaker://ENDPOINT?region=..&endpoint_url=..&profile=..`, or
-    /// `local:WEIGHTS?device=flex&imgsz=640&batch=8&wait_ms=5&conf=0.25`.
+    /// bearer token), `sagemaker://ENDPOINT?region=..&endpoint_url=..&profile=..`,
+    /// `vertex://projects/P/locations/L/endpoints/E?method=raw_predict|predict&api_url=..&auth=none`,
+    /// or `local:WEIGHTS?device=flex&imgsz=640&batch=8&wait_ms=5&conf=0.25`.
     pub fn from_url(text: &str) -> Result<Self, String> {
         let bad = |why: &str| format!("inference URL {text:?}: {why}");
-        let (scheme, rest) = text.split_once(':').ok_or_else(|| bad("give http(s)://, sagemaker:// or local:WEIGHTS"))?;
+        let (scheme, rest) = text.split_once(':').ok_or_else(|| bad("give http(s)://, sagemaker://, vertex:// or local:WEIGHTS"))?;
         let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
         let mut params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
         let mut take = |name: &str| params.iter().position(|(k, _)| k == name).map(|i| params.remove(i).1);
@@ -276,6 +313,22 @@ impl TargetConfig {
                     profile: take("profile"),
                     credentials: None,
                 })
+            }
+            "vertex" => {
+                let endpoint = location.trim_start_matches("//").trim_end_matches('/').to_owned();
+                let method = match take("method").as_deref() {
+                    None | Some("raw_predict") => VertexMethod::RawPredict,
+                    Some("predict") => VertexMethod::Predict,
+                    Some(other) => return Err(bad(&format!("unknown method {other:?} (raw_predict or predict)"))),
+                };
+                let anonymous = match take("auth").as_deref() {
+                    None | Some("default") => false,
+                    Some("none") => true,
+                    Some(other) => return Err(bad(&format!("unknown auth {other:?} (default or none)"))),
+                };
+                let config = VertexConfig { endpoint, method, api_url: take("api_url"), anonymous };
+                vertex_location(&config.endpoint).map_err(|e| bad(&e))?;
+                TargetConfig::Vertex(config)
             }
             "local" => {
                 let path = location.strip_prefix("//").unwrap_or(location);
@@ -303,7 +356,7 @@ impl TargetConfig {
                 }
                 TargetConfig::Local(local)
             }
-            other => return Err(bad(&format!("unknown scheme {other:?} (http, https, sagemaker or local)"))),
+            other => return Err(bad(&format!("unknown scheme {other:?} (http, https, sagemaker, vertex or local)"))),
         };
         match params.first() {
             Some((name, _)) => Err(bad(&format!("unknown parameter {name:?}"))),
@@ -324,11 +377,23 @@ impl TargetConfig {
             TargetConfig::Sagemaker(c) => {
                 anyhow::bail!("sagemaker://{}: this build has no SageMaker client (the invoke crate's `sagemaker` feature)", c.endpoint_name)
             }
+            #[cfg(feature = "vertex")]
+            TargetConfig::Vertex(c) => Arc::new(VertexInvoker::new(c).map_err(anyhow::Error::msg)?),
+            #[cfg(not(feature = "vertex"))]
+            TargetConfig::Vertex(c) => anyhow::bail!("vertex://{}: this build has no Vertex AI client (the invoke crate's `vertex` feature)", c.endpoint),
             TargetConfig::Local(c) => {
                 let c = c.clone();
                 Arc::new(tokio::task::spawn_blocking(move || LocalInvoker::load(&c)).await??)
             }
         })
+    }
+}
+
+/// The location of `projects/P/locations/L/endpoints/E` (whether or not the client is built in).
+fn vertex_location(endpoint: &str) -> Result<&str, String> {
+    match endpoint.split('/').collect::<Vec<_>>().as_slice() {
+        ["projects", p, "locations", l, "endpoints", e] if [p, l, e].iter().all(|s| !s.is_empty()) => Ok(l),
+        _ => Err(format!("vertex endpoint {endpoint:?}: give projects/PROJECT/locations/LOCATION/endpoints/ENDPOINT")),
     }
 }
 
@@ -419,6 +484,14 @@ mod tests {
         assert!(TargetConfig::from_url("local:w.onnx?bacth=4").unwrap_err().contains("unknown parameter"));
         assert!(TargetConfig::from_url("ftp://x").unwrap_err().contains("unknown scheme"));
         assert!(TargetConfig::from_url("sagemaker://").unwrap_err().contains("no endpoint name"));
+        let vertex = TargetConfig::from_url("vertex://projects/p/locations/europe-west4/endpoints/42?method=predict").unwrap();
+        assert!(matches!(vertex, TargetConfig::Vertex(ref c) if c.endpoint == "projects/p/locations/europe-west4/endpoints/42" && c.method == VertexMethod::Predict && !c.anonymous));
+        let vertex = TargetConfig::from_url("vertex://projects/p/locations/l/endpoints/e?api_url=http://127.0.0.1:8080&auth=none").unwrap();
+        assert!(matches!(vertex, TargetConfig::Vertex(ref c) if c.method == VertexMethod::RawPredict && c.anonymous && c.api_url.is_some()));
+        for bad in ["vertex://endpoints/e", "vertex://projects/p/locations/l/endpoints/e?method=explain", "vertex://projects/p/locations/l/endpoints/e?auth=key"] {
+            let err = TargetConfig::from_url(bad).unwrap_err();
+            assert!(err.starts_with("inference URL") && !err.contains('\n'), "{bad}: {err}");
+        }
     }
 
     #[test]
