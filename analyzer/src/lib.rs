@@ -3,6 +3,8 @@
 //! - [`store`]: append-only per-run logs, deduplicated by job key, durable before acknowledgement.
 //! - [`collect`]: the consumer that moves metrics from the queue into the store.
 //! - [`civil`]: Unix times as UTC dates and back (pure).
+//! - [`batch`]: a batch's wire metrics converted once into the type the analyzer reads (histograms
+//!   decoded, load mode typed).
 //! - [`rows`]: per-batch rows with the paper's derived measures (pure).
 //! - [`history`]: every run of a store as series of run medians, with dated changes (pure).
 //! - [`merge`]: the stores of several collectors into one, refusing conflicting records.
@@ -12,6 +14,7 @@
 //! - [`check`]: service-level gates on a run (`analyzer check`, pure).
 //! - [`stats`]: descriptives, rank tests, effect sizes, bootstrap intervals and change points (pure).
 
+pub mod batch;
 pub mod check;
 pub mod civil;
 pub mod compare;

@@ -1,11 +1,13 @@
-//! Per-batch rows derived from `BatchMetrics`: the paper's measures and ours, with their units.
+//! Per-batch rows derived from a [`Batch`]: the paper's measures and ours, with their units.
 //!
 //! Times are in seconds; sizes in MiB (2^20 bytes; the paper writes "MB"); normalised times in seconds
 //! per MiB; throughput in MiB/s is batch size / (download + inference time), the paper's definition
 //! (section 3.2). A storage-only platform has no inference time, so its throughput is over download.
 
-use proto::v1::{BatchMetrics, PhaseTiming};
+use proto::v1::BatchMetrics;
 use serde::Serialize;
+
+use crate::batch::{Batch, Latencies, Mode, Phase};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -76,32 +78,38 @@ pub struct BatchRow {
     pub finished_unix_ns: i64,
 }
 
-fn seconds(phase: &Option<PhaseTiming>) -> Option<f64> {
+fn seconds(phase: &Option<Phase>) -> Option<f64> {
     phase.as_ref().map(|p| p.duration_ns as f64 / 1e9)
 }
 
-/// p50, p90 and p99 of a histogram in ms (0 when it is empty or unreadable).
-fn quantiles_ms(histogram: &[u8]) -> [f64; 3] {
-    proto::latency::decode(histogram)
-        .ok()
-        .filter(|h| !h.is_empty())
-        .map_or([0.0; 3], |h| [0.5, 0.9, 0.99].map(|q| h.value_at_quantile(q) as f64 / 1000.0))
+/// p50, p90 and p99 of a histogram in ms (0 when it is empty).
+fn quantiles_ms(latencies: &Latencies) -> [f64; 3] {
+    if latencies.is_empty() {
+        return [0.0; 3];
+    }
+    let h = latencies.histogram();
+    [0.5, 0.9, 0.99].map(|q| h.value_at_quantile(q) as f64 / 1000.0)
 }
 
 /// p50, p90 and p99 of a phase's request latency in ms (0 without requests).
-fn phase_quantiles_ms(phase: &Option<PhaseTiming>) -> [f64; 3] {
-    phase.as_ref().map_or([0.0; 3], |p| quantiles_ms(&p.latency_histogram))
+fn phase_quantiles_ms(phase: &Option<Phase>) -> [f64; 3] {
+    phase.as_ref().map_or([0.0; 3], |p| quantiles_ms(&p.latency))
 }
 
 /// CPU time over wall time × processors of a phase, when both were reported.
-fn cpu_share(phase: &Option<PhaseTiming>, cpus: u32) -> Option<f64> {
+fn cpu_share(phase: &Option<Phase>, cpus: u32) -> Option<f64> {
     let p = phase.as_ref()?;
     (p.cpu_ns > 0 && p.duration_ns > 0 && cpus > 0).then(|| p.cpu_ns as f64 / (p.duration_ns as f64 * f64::from(cpus)))
 }
 
 impl BatchRow {
-    /// Derives the row of one batch.
+    /// Derives the row of one batch from its wire metrics.
     pub fn from_metrics(m: &BatchMetrics) -> Self {
+        Self::from_batch(&Batch::from(m))
+    }
+
+    /// Derives the row of one batch.
+    pub fn from_batch(m: &Batch) -> Self {
         let mib = m.bytes as f64 / MIB;
         let per_mib = |s: f64| if mib > 0.0 { s / mib } else { f64::NAN };
         let upload_s = seconds(&m.upload).unwrap_or(0.0);
@@ -113,14 +121,14 @@ impl BatchRow {
         let [download_p50_ms, download_p90_ms, download_p99_ms] = phase_quantiles_ms(&m.download);
         let versions = m.versions.clone().unwrap_or_default();
         let inference_p = m.inference.as_ref().map(|_| phase_quantiles_ms(&m.inference));
-        let start_lag = m.inference.as_ref().filter(|p| !p.start_lag_histogram.is_empty()).map(|p| quantiles_ms(&p.start_lag_histogram)[2]);
+        let start_lag = m.inference.as_ref().and_then(|p| p.start_lag.as_ref()).map(|lag| quantiles_ms(lag)[2]);
         let phases = [&m.source, &m.upload, &m.download, &m.inference];
         let client_cpu_share = [&m.upload, &m.download, &m.inference].into_iter().filter_map(|p| cpu_share(p, worker.cpus)).reduce(f64::max);
-        let setup = m.inference_setup.clone().unwrap_or_default();
-        let (inference_mode, inference_load) = match proto::v1::LoadMode::try_from(setup.mode) {
-            Ok(proto::v1::LoadMode::ClosedLoop) => ("closed", Some(f64::from(setup.concurrency))),
-            Ok(proto::v1::LoadMode::OpenLoop) => ("open", Some(setup.rate_per_second)),
-            _ => ("", None),
+        let load = m.load.as_ref();
+        let (inference_mode, inference_load) = match load.and_then(|l| l.mode.map(|mode| (mode, l))) {
+            Some((Mode::Closed, l)) => ("closed", Some(f64::from(l.concurrency))),
+            Some((Mode::Open, l)) => ("open", Some(l.rate_per_second)),
+            None => ("", None),
         };
         Self {
             job_key: m.job_key.clone(),
@@ -154,9 +162,9 @@ impl BatchRow {
             latency_clamped: phases.iter().filter_map(|p| p.as_ref()).map(|p| p.clamped).sum(),
             inference_mode: inference_mode.to_owned(),
             inference_load,
-            inference_target: setup.target,
-            errors: m.errors.iter().map(|c| c.count).sum(),
-            retries: m.retries.iter().map(|c| c.count).sum(),
+            inference_target: load.map(|l| l.target.clone()).unwrap_or_default(),
+            errors: m.errors,
+            retries: m.retries,
             worker_id: worker.worker_id,
             host: worker.host,
             provider: worker.provider,
@@ -183,6 +191,7 @@ pub fn sort(rows: &mut [BatchRow]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proto::v1::PhaseTiming;
 
     #[test]
     fn normalised_times_and_throughput_follow_the_papers_definitions() {

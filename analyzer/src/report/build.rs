@@ -1,5 +1,6 @@
-//! Builds the report's content from a run's metrics (pure: data in, data out): orders the batches,
-//! drops warm-up, and assembles what [`metrics`](super::metrics), [`scaling`](super::scaling),
+//! Builds the report's content from a run's metrics (pure: data in, data out): converts the wire
+//! metrics once into [`Batch`]es (the only place the report sees them), orders the batches, drops
+//! warm-up, and assembles what [`metrics`](super::metrics), [`scaling`](super::scaling),
 //! [`service`](super::service), [`scoring`](super::scoring), [`rounds`](super::rounds),
 //! [`validity`] and [`capacity`](super::capacity) compute.
 
@@ -15,6 +16,7 @@ use super::scaling::{scaling, scaling_stops};
 use super::scoring::{criterion_scores, requirement_rows, winners};
 use super::service::{availability, costs, latency, server_split};
 use super::validity;
+use crate::batch::Batch;
 use crate::rows::BatchRow;
 
 /// Settings of a report.
@@ -81,11 +83,13 @@ pub fn build_with_progress(
     step: &mut dyn FnMut(usize, usize, &str),
 ) -> Report {
     let steps = build_steps();
+    // The wire metrics' one conversion: every section reads the decoded batches.
+    let batches: Vec<Batch> = metrics.iter().map(Batch::from).collect();
     // Platforms whose every batch was excluded still get a verdict (too few batches).
-    let all_platforms: Vec<String> = metrics.iter().map(|m| m.platform.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-    let mut ordered = without_warmup(metrics, options.exclude_warmup.unwrap_or(0));
+    let all_platforms: Vec<String> = batches.iter().map(|m| m.platform.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let mut ordered = without_warmup(&batches, options.exclude_warmup.unwrap_or(0));
     ordered.sort_by(|a, b| (&a.platform, a.round, a.batch_index).cmp(&(&b.platform, b.round, b.batch_index)));
-    let rows: Vec<BatchRow> = ordered.iter().map(|m| BatchRow::from_metrics(m)).collect();
+    let rows: Vec<BatchRow> = ordered.iter().map(|m| BatchRow::from_batch(m)).collect();
     let platforms: Vec<String> = rows.iter().map(|r| r.platform.clone()).collect::<BTreeSet<_>>().into_iter().collect();
 
     let sections: Vec<MetricSection> = METRICS
@@ -104,8 +108,8 @@ pub fn build_with_progress(
     let winners = winners(&sections, &costs, &platforms, &scores);
     let requirement_rows = requirement_rows(requirements, &platforms, &scores);
     let scaling_rows = scaling(&ordered);
-    let batches: Vec<validity::Batch<'_>> = ordered.iter().copied().zip(&rows).collect();
-    let validity = validity::evaluate(&batches, &all_platforms, &sections, &scaling_rows);
+    let checked: Vec<validity::Checked<'_>> = ordered.iter().copied().zip(&rows).collect();
+    let validity = validity::evaluate(&checked, &all_platforms, &sections, &scaling_rows);
     let target = options.target.or_else(|| options.spec.as_deref().and_then(spec_target));
     let capacity = (target.is_some() || super::capacity::swept(&ordered)).then(|| super::capacity::capacity(&ordered, catalog, target, options.target_load));
     let mut report = Report {
@@ -134,11 +138,11 @@ pub fn build_with_progress(
 }
 
 /// All batches but the first `n` of each platform in time order (start, then round and batch).
-fn without_warmup(metrics: &[BatchMetrics], n: usize) -> Vec<&BatchMetrics> {
+fn without_warmup(metrics: &[Batch], n: usize) -> Vec<&Batch> {
     if n == 0 {
         return metrics.iter().collect();
     }
-    let mut by_time: Vec<&BatchMetrics> = metrics.iter().collect();
+    let mut by_time: Vec<&Batch> = metrics.iter().collect();
     by_time.sort_by(|a, b| (&a.platform, a.started_unix_ns, a.round, a.batch_index).cmp(&(&b.platform, b.started_unix_ns, b.round, b.batch_index)));
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     by_time
@@ -151,7 +155,7 @@ fn without_warmup(metrics: &[BatchMetrics], n: usize) -> Vec<&BatchMetrics> {
         .collect()
 }
 
-fn reproducibility(run_id: &str, metrics: &[&BatchMetrics], options: &Options) -> Reproducibility {
+fn reproducibility(run_id: &str, metrics: &[&Batch], options: &Options) -> Reproducibility {
     let mut workers = BTreeSet::new();
     let (mut commits, mut models, mut manifests) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     for m in metrics {

@@ -10,10 +10,10 @@
 use std::collections::BTreeMap;
 
 use control::sweep::{StageResult, Target};
-use proto::v1::{BatchMetrics, LoadMode};
 use serde::Serialize;
 
 use super::config::Catalog;
+use crate::batch::{Batch, Latencies, Mode};
 
 /// One platform at one offered load.
 #[derive(Debug, Clone, Serialize)]
@@ -111,15 +111,14 @@ pub struct Capacity {
     pub basis: String,
 }
 
-fn mode_of(m: &BatchMetrics) -> Option<(&'static str, f64)> {
-    let setup = m.inference_setup.as_ref()?;
-    if setup.step_rate_per_second > 0.0 {
-        return Some(("step", setup.step_rate_per_second));
+fn mode_of(m: &Batch) -> Option<(&'static str, f64)> {
+    let load = m.load.as_ref()?;
+    if load.step_rate_per_second > 0.0 {
+        return Some(("step", load.step_rate_per_second));
     }
-    match LoadMode::try_from(setup.mode) {
-        Ok(LoadMode::OpenLoop) => Some(("open", setup.rate_per_second)),
-        Ok(LoadMode::ClosedLoop) => Some(("closed", f64::from(setup.concurrency))),
-        _ => None,
+    match load.mode? {
+        Mode::Open => Some(("open", load.rate_per_second)),
+        Mode::Closed => Some(("closed", f64::from(load.concurrency))),
     }
 }
 
@@ -128,7 +127,7 @@ fn ms(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
 }
 
 /// True when the metrics hold more than one load on some platform: a sweep, or runs at several loads.
-pub fn swept(metrics: &[&BatchMetrics]) -> bool {
+pub fn swept(metrics: &[&Batch]) -> bool {
     let mut loads: BTreeMap<&str, Vec<(&str, f64)>> = BTreeMap::new();
     for m in metrics {
         if let Some(load) = mode_of(m) {
@@ -142,8 +141,8 @@ pub fn swept(metrics: &[&BatchMetrics]) -> bool {
 }
 
 /// Builds the section; `target` judges the stages, `target_load` sizes the instance counts.
-pub fn capacity(metrics: &[&BatchMetrics], catalog: &Catalog, target: Option<Target>, target_load: Option<f64>) -> Capacity {
-    let mut groups: BTreeMap<(String, &'static str, u64), Vec<&BatchMetrics>> = BTreeMap::new();
+pub fn capacity(metrics: &[&Batch], catalog: &Catalog, target: Option<Target>, target_load: Option<f64>) -> Capacity {
+    let mut groups: BTreeMap<(String, &'static str, u64), Vec<&Batch>> = BTreeMap::new();
     let mut steps = Vec::new();
     for m in metrics.iter().filter(|m| m.inference.is_some()) {
         match mode_of(m) {
@@ -157,9 +156,9 @@ pub fn capacity(metrics: &[&BatchMetrics], catalog: &Catalog, target: Option<Tar
         .into_iter()
         .filter_map(|((platform, mode, bits), batches)| {
             let phases: Vec<_> = batches.iter().filter_map(|m| m.inference.as_ref()).collect();
-            let latency = proto::latency::merge(phases.iter().map(|p| p.latency_histogram.as_slice()))?;
-            let server = proto::latency::merge(phases.iter().map(|p| p.server_histogram.as_slice()));
-            let outside = proto::latency::merge(phases.iter().map(|p| p.outside_histogram.as_slice()));
+            let latency = Latencies::merge(phases.iter().map(|p| &p.latency))?;
+            let server = Latencies::merge(phases.iter().map(|p| &p.server));
+            let outside = Latencies::merge(phases.iter().map(|p| &p.outside));
             let requests: u64 = phases.iter().map(|p| p.requests).sum();
             let failed: u64 = phases.iter().map(|p| p.failed).sum();
             let seconds: f64 = phases.iter().map(|p| p.duration_ns as f64 / 1e9).sum();
@@ -230,14 +229,14 @@ pub fn capacity(metrics: &[&BatchMetrics], catalog: &Catalog, target: Option<Tar
 }
 
 /// The windows of a step stage's batch and the time it took to be back under the target.
-fn step_row(m: &BatchMetrics, target: Option<Target>) -> Option<StepRow> {
-    let setup = m.inference_setup.as_ref()?;
+fn step_row(m: &Batch, target: Option<Target>) -> Option<StepRow> {
+    let setup = m.load.as_ref()?;
     let inference = m.inference.as_ref()?;
     let windows: Vec<WindowRow> = inference
         .windows
         .iter()
         .map(|w| {
-            let h = proto::latency::decode(&w.latency_histogram).ok().filter(|h| !h.is_empty());
+            let h = (!w.latency.is_empty()).then(|| w.latency.histogram());
             let p99_ms = h.as_ref().map_or(f64::NAN, |h| ms(h, 0.99));
             let result = StageResult { offered: 0.0, requests: w.requests, failed: w.failed, p99_ms, finished_unix_ms: 0 };
             WindowRow { start_seconds: w.start_ns as f64 / 1e9, width_seconds: w.width_ns as f64 / 1e9, requests: w.requests, failed: w.failed, p99_ms, met: target.map(|t| t.met(&result)) }
@@ -290,7 +289,7 @@ fn most_per_dollar(rows: &[CapacityRow], stages: &[CapacityStage]) -> (Option<St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto::v1::{InferenceSetup, PhaseTiming};
+    use proto::v1::{BatchMetrics, InferenceSetup, LoadMode, PhaseTiming};
 
     fn stage(platform: &str, rate: f64, latencies_ms: &[u64], failed: u64, seconds: f64) -> BatchMetrics {
         let mut h = proto::latency::new_histogram();
@@ -324,7 +323,8 @@ mod tests {
             stage("azure", 10.0, &[60; 100], 2, 10.0),
             stage("azure", 20.0, &[70; 100], 0, 5.0),
         ];
-        let refs: Vec<&BatchMetrics> = runs.iter().collect();
+        let batches: Vec<Batch> = runs.iter().map(Batch::from).collect();
+        let refs: Vec<&Batch> = batches.iter().collect();
         assert!(swept(&refs));
         let catalog = Catalog::parse(
             "[platform.aws]\nprovider='aws'\ncomponents=[{service='s',instance='i',usd_per_hour=2.0}]\n\
@@ -366,15 +366,16 @@ mod tests {
             ..Default::default()
         };
         let target = Target { p99_ms: 100.0, max_error_share: 0.01 };
-        let row = step_row(&m, Some(target)).unwrap();
+        let row = step_row(&Batch::from(&m), Some(target)).unwrap();
         assert_eq!((row.recovery_seconds, row.first_success_ms, row.to_rps), (Some(4.0), Some(45.0), 50.0), "window 6–7 missed last: 7 − 3");
         let calm = [40; 10];
         let m2 = BatchMetrics { inference: Some(PhaseTiming { windows: calm.iter().enumerate().map(|(i, ms)| window(i as u64, *ms)).collect(), ..Default::default() }), ..m.clone() };
-        assert_eq!(step_row(&m2, Some(target)).unwrap().recovery_seconds, Some(0.0));
+        assert_eq!(step_row(&Batch::from(&m2), Some(target)).unwrap().recovery_seconds, Some(0.0));
         let never = [40, 40, 40, 400, 400, 400, 400, 400, 400, 400];
         let m3 = BatchMetrics { inference: Some(PhaseTiming { windows: never.iter().enumerate().map(|(i, ms)| window(i as u64, *ms)).collect(), ..Default::default() }), ..m };
-        assert_eq!(step_row(&m3, Some(target)).unwrap().recovery_seconds, None);
-        let refs = [&m2];
+        assert_eq!(step_row(&Batch::from(&m3), Some(target)).unwrap().recovery_seconds, None);
+        let b2 = Batch::from(&m2);
+        let refs = [&b2];
         assert!(capacity(&refs, &Catalog::parse("").unwrap(), Some(target), None).stages.is_empty(), "a step is not a steady stage");
     }
 }

@@ -2,9 +2,10 @@
 //! (effect sizes, pairwise tests, change points, merged latency, availability, costs, requirements).
 //!
 //! - [`config`]: the editable price catalog and requirement weights (TOML, defaults embedded).
-//! - [`build`]: metrics → [`model::Report`], every number (pure), assembled from `metrics` (per-metric
-//!   statistics and tests), `scaling`, `service` (latency, availability, cost), `scoring` (the paper's
-//!   Tables 8 and 9) and `rounds` (trends across rounds); [`validity`] checks whether the
+//! - [`build`]: metrics → [`model::Report`], every number (pure): the wire metrics converted once
+//!   into [`crate::batch::Batch`]es, then assembled from `metrics` (per-metric statistics and
+//!   tests), `scaling`, `service` (latency, availability, cost), `scoring` (the paper's Tables 8
+//!   and 9) and `rounds` (trends across rounds); [`validity`] checks whether the
 //!   numbers can be trusted, per platform (VALID / INVALID); [`capacity`] finds the highest load
 //!   each platform sustains under a latency target and what it costs.
 //! - [`content`] lays the report out as [`document`] blocks, rendered to Markdown or HTML;

@@ -3,14 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use proto::v1::BatchMetrics;
-
 use super::model::*;
+use crate::batch::Batch;
 
 /// Throughput per (platform, round) and its efficiency against the round with the fewest workers;
 /// empty unless some platform's rounds ran at different worker counts.
-pub(super) fn scaling(metrics: &[&BatchMetrics]) -> Vec<ScalingRow> {
-    let mut groups: BTreeMap<(String, u32), Vec<&BatchMetrics>> = BTreeMap::new();
+pub(super) fn scaling(metrics: &[&Batch]) -> Vec<ScalingRow> {
+    let mut groups: BTreeMap<(String, u32), Vec<&Batch>> = BTreeMap::new();
     for m in metrics {
         groups.entry((m.platform.clone(), m.round)).or_default().push(m);
     }
@@ -68,9 +67,9 @@ mod tests {
             (1, "w1", 20, 26, 50), (1, "w2", 20, 25, 50),
             (2, "w1", 30, 35, 25), (2, "w2", 30, 34, 25), (2, "w3", 30, 35, 25), (2, "w4", 31, 35, 25),
         ];
-        let metrics: Vec<BatchMetrics> = batches
+        let metrics: Vec<proto::v1::BatchMetrics> = batches
             .iter()
-            .map(|&(round, worker, start, end, images)| BatchMetrics {
+            .map(|&(round, worker, start, end, images)| proto::v1::BatchMetrics {
                 platform: "aws".into(),
                 round,
                 images,
@@ -80,7 +79,8 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        let refs: Vec<&BatchMetrics> = metrics.iter().collect();
+        let converted: Vec<Batch> = metrics.iter().map(Batch::from).collect();
+        let refs: Vec<&Batch> = converted.iter().collect();
         let rows = scaling(&refs);
         let got: Vec<(usize, f64)> = rows.iter().map(|r| (r.workers, (r.efficiency * 1000.0).round() / 1000.0)).collect();
         assert_eq!(got, [(1, 1.0), (2, 0.833), (4, 0.5)]);

@@ -1,24 +1,24 @@
 //! What a platform's service gave: merged request latency per phase, the server/outside split,
 //! observed availability against the SLA, and cost at the measured throughput.
 
-use proto::v1::{BatchMetrics, PhaseTiming};
+use crate::batch::{Batch, Latencies, Phase};
 
 use super::config::Catalog;
 use super::model::*;
 
 /// The timed phases of a batch, by name: what the latency, availability and validity tables count.
-pub(super) fn phases(m: &BatchMetrics) -> [(&'static str, &Option<PhaseTiming>); 3] {
-    [("upload", &m.upload), ("download", &m.download), ("inference", &m.inference)]
+pub(super) fn phases(m: &Batch) -> [(&'static str, Option<&Phase>); 3] {
+    [("upload", m.upload.as_ref()), ("download", m.download.as_ref()), ("inference", m.inference.as_ref())]
 }
 
-pub(super) fn latency(platforms: &[String], metrics: &[&BatchMetrics]) -> Vec<LatencyRow> {
+pub(super) fn latency(platforms: &[String], metrics: &[&Batch]) -> Vec<LatencyRow> {
     let mut out = Vec::new();
     for platform in platforms {
         for phase in ["upload", "download", "inference"] {
             let timings = metrics.iter().filter(|m| &m.platform == platform).filter_map(|m| {
-                phases(m).into_iter().find(|(name, _)| *name == phase).and_then(|(_, t)| t.as_ref()).map(|t| t.latency_histogram.as_slice())
+                phases(m).into_iter().find(|(name, _)| *name == phase).and_then(|(_, t)| t).map(|t| &t.latency)
             });
-            let Some(merged) = proto::latency::merge(timings) else { continue };
+            let Some(merged) = Latencies::merge(timings) else { continue };
             let ms = |q: f64| merged.value_at_quantile(q) as f64 / 1000.0;
             out.push(LatencyRow { platform: platform.clone(), phase, requests: merged.len(), p50_ms: ms(0.5), p90_ms: ms(0.9), p99_ms: ms(0.99), p999_ms: ms(0.999) });
         }
@@ -26,15 +26,15 @@ pub(super) fn latency(platforms: &[String], metrics: &[&BatchMetrics]) -> Vec<La
     out
 }
 
-pub(super) fn server_split(platforms: &[String], metrics: &[&BatchMetrics]) -> Vec<ServerSplitRow> {
+pub(super) fn server_split(platforms: &[String], metrics: &[&Batch]) -> Vec<ServerSplitRow> {
     let mut out = Vec::new();
     for platform in platforms {
-        let phases: Vec<&PhaseTiming> = metrics.iter().filter(|m| &m.platform == platform).filter_map(|m| m.inference.as_ref()).collect();
+        let phases: Vec<&Phase> = metrics.iter().filter(|m| &m.platform == platform).filter_map(|m| m.inference.as_ref()).collect();
         if phases.is_empty() {
             continue;
         }
-        let merge = |get: fn(&PhaseTiming) -> &[u8]| proto::latency::merge(phases.iter().map(|p| get(p)));
-        let (server, outside) = (merge(|p| &p.server_histogram), merge(|p| &p.outside_histogram));
+        let merge = |get: fn(&Phase) -> &Latencies| Latencies::merge(phases.iter().map(|p| get(p)));
+        let (server, outside) = (merge(|p| &p.server), merge(|p| &p.outside));
         let q = |h: &Option<hdrhistogram::Histogram<u64>>, q: f64| h.as_ref().map(|h| h.value_at_quantile(q) as f64 / 1000.0);
         out.push(ServerSplitRow {
             platform: platform.clone(),
@@ -49,17 +49,15 @@ pub(super) fn server_split(platforms: &[String], metrics: &[&BatchMetrics]) -> V
     out
 }
 
-pub(super) fn availability(platforms: &[String], metrics: &[&BatchMetrics], catalog: &Catalog) -> Vec<AvailabilityRow> {
+pub(super) fn availability(platforms: &[String], metrics: &[&Batch], catalog: &Catalog) -> Vec<AvailabilityRow> {
     platforms
         .iter()
         .map(|platform| {
             let (mut requests, mut failed) = (0, 0);
             for m in metrics.iter().filter(|m| &m.platform == platform) {
-                for (_, t) in phases(m) {
-                    if let Some(t) = t {
-                        requests += t.requests;
-                        failed += t.failed;
-                    }
+                for t in phases(m).into_iter().filter_map(|(_, t)| t) {
+                    requests += t.requests;
+                    failed += t.failed;
                 }
             }
             let availability_percent = if requests == 0 { 100.0 } else { 100.0 * (requests - failed) as f64 / requests as f64 };
@@ -69,12 +67,12 @@ pub(super) fn availability(platforms: &[String], metrics: &[&BatchMetrics], cata
         .collect()
 }
 
-pub(super) fn costs(platforms: &[String], metrics: &[&BatchMetrics], catalog: &Catalog) -> Vec<CostRow> {
+pub(super) fn costs(platforms: &[String], metrics: &[&Batch], catalog: &Catalog) -> Vec<CostRow> {
     let mut out = Vec::new();
     for platform in platforms {
         let Some(entry) = catalog.platform.get(platform) else { continue };
         let (images, seconds) = metrics.iter().filter(|m| &m.platform == platform).fold((0u64, 0f64), |(i, s), m| {
-            let secs = |t: &Option<PhaseTiming>| t.as_ref().map_or(0.0, |t| t.duration_ns as f64 / 1e9);
+            let secs = |t: &Option<Phase>| t.as_ref().map_or(0.0, |t| t.duration_ns as f64 / 1e9);
             (i + u64::from(m.images), s + secs(&m.download) + secs(&m.inference))
         });
         let images_per_second = if seconds > 0.0 { images as f64 / seconds } else { f64::NAN };

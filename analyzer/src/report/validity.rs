@@ -7,16 +7,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use proto::v1::BatchMetrics;
-
 use super::service::phases;
 use super::content::short;
 use super::model::{Check, Comparison, MetricSection, PlatformValidity, ScalingRow, Status, Threshold, Verdict};
+use crate::batch::{Batch, Latencies};
 use crate::rows::BatchRow;
 use crate::stats;
 
-/// One batch as the checks read it: its wire metrics (for the histograms) and its derived row.
-pub type Batch<'a> = (&'a BatchMetrics, &'a BatchRow);
+/// One batch as the checks read it: its metrics (for the histograms) and its derived row.
+pub type Checked<'a> = (&'a Batch, &'a BatchRow);
 
 /// p99 start lag an open-loop client may fall behind its schedule, in ms: remote endpoints answer in
 /// tens of milliseconds at best, so a lag under 10 ms moves their latencies by less than their own
@@ -93,7 +92,7 @@ fn not_applicable(id: &'static str, title: &'static str, unit: &'static str, rea
 
 /// Runs every check on each of `platforms` over `batches` (any order). `sections` give the change
 /// points the warm-up check reads; `scaling`, the stages the clock-skew bound is measured against.
-pub fn evaluate(batches: &[Batch<'_>], platforms: &[String], sections: &[MetricSection], scaling: &[ScalingRow]) -> Vec<PlatformValidity> {
+pub fn evaluate(batches: &[Checked<'_>], platforms: &[String], sections: &[MetricSection], scaling: &[ScalingRow]) -> Vec<PlatformValidity> {
     let skew = clock_skew(batches, scaling);
     let mut hashes: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for (m, r) in batches.iter().filter(|(m, _)| m.inference.is_some()) {
@@ -105,7 +104,7 @@ pub fn evaluate(batches: &[Batch<'_>], platforms: &[String], sections: &[MetricS
     platforms
         .iter()
         .map(|platform| {
-            let mut mine: Vec<Batch<'_>> = batches.iter().filter(|(m, _)| &m.platform == platform).copied().collect();
+            let mut mine: Vec<Checked<'_>> = batches.iter().filter(|(m, _)| &m.platform == platform).copied().collect();
             mine.sort_by_key(|(m, _)| (m.started_unix_ns, m.round, m.batch_index));
             let early_changes: BTreeSet<usize> = sections
                 .iter()
@@ -148,7 +147,7 @@ fn median(values: &[f64]) -> f64 {
     stats::quantile(&sorted, 0.5).unwrap_or(f64::NAN)
 }
 
-fn wall_seconds(m: &BatchMetrics) -> f64 {
+fn wall_seconds(m: &Batch) -> f64 {
     (m.finished_unix_ns - m.started_unix_ns) as f64 / 1e9
 }
 
@@ -156,19 +155,16 @@ const SCHEDULE: (&str, &str) = ("open_loop_schedule", "Open-loop requests start 
 const RATE: (&str, &str) = ("open_loop_rate", "Open-loop rate achieved");
 
 /// The schedule and rate of the platform's open-loop inference phases.
-fn open_loop(mine: &[Batch<'_>]) -> [Check; 2] {
-    let open: Vec<&Batch<'_>> = mine.iter().filter(|(m, r)| r.inference_mode == "open" && m.inference.is_some()).collect();
+fn open_loop(mine: &[Checked<'_>]) -> [Check; 2] {
+    let open: Vec<&Checked<'_>> = mine.iter().filter(|(m, r)| r.inference_mode == "open" && m.inference.is_some()).collect();
     if open.is_empty() {
         let why = "No open-loop batches: a closed loop starts a request when one ends, so it has no schedule to keep.";
         return [not_applicable(SCHEDULE.0, SCHEDULE.1, "ms", why), not_applicable(RATE.0, RATE.1, "req/s", why)];
     }
-    let mut lags = proto::latency::new_histogram();
+    let lags = Latencies::merge(open.iter().filter_map(|(m, _)| m.inference.as_ref()?.start_lag.as_ref()));
     let (mut requests, mut seconds, mut planned) = (0u64, 0.0, 0.0);
     for (m, r) in &open {
         let phase = m.inference.as_ref().expect("open-loop batches have an inference phase");
-        if let Ok(h) = proto::latency::decode(&phase.start_lag_histogram) {
-            let _ = lags.add(h);
-        }
         let s = phase.duration_ns as f64 / 1e9;
         requests += phase.requests;
         seconds += s;
@@ -176,9 +172,7 @@ fn open_loop(mine: &[Batch<'_>]) -> [Check; 2] {
     }
     // Several rates (load stages) are held to the shortest interval, the strictest bound.
     let top_rate = open.iter().filter_map(|(_, r)| r.inference_load).filter(|r| *r > 0.0).fold(0.0, f64::max);
-    let schedule = if lags.is_empty() {
-        not_applicable(SCHEDULE.0, SCHEDULE.1, "ms", "The open-loop batches recorded no start lags.")
-    } else {
+    let schedule = if let Some(lags) = lags {
         let p99 = lags.value_at_quantile(0.99) as f64 / 1000.0;
         let interval = if top_rate > 0.0 { 1000.0 / top_rate } else { 0.0 };
         let (status, t) = decide(p99, &[bound(Comparison::AtMost, START_LAG_MS.max(START_LAG_INTERVAL_SHARE * interval), Status::Fail)]);
@@ -191,6 +185,8 @@ fn open_loop(mine: &[Batch<'_>]) -> [Check; 2] {
             short(top_rate)
         );
         check(SCHEDULE.0, SCHEDULE.1, status, p99, "ms", t, detail)
+    } else {
+        not_applicable(SCHEDULE.0, SCHEDULE.1, "ms", "The open-loop batches recorded no start lags.")
     };
     let rate = if seconds > 0.0 && planned > 0.0 {
         let (achieved, target) = (requests as f64 / seconds, planned / seconds);
@@ -204,7 +200,7 @@ fn open_loop(mine: &[Batch<'_>]) -> [Check; 2] {
     [schedule, rate]
 }
 
-fn client_cpu(mine: &[Batch<'_>]) -> Check {
+fn client_cpu(mine: &[Checked<'_>]) -> Check {
     const ID: (&str, &str) = ("client_cpu", "Client CPU below saturation");
     let Some((share, m, r)) = mine.iter().filter_map(|(m, r)| Some((r.client_cpu_share?, m, r))).max_by(|a, b| a.0.total_cmp(&b.0)) else {
         return not_applicable(ID.0, ID.1, "%", "No batch reported the worker's CPU time.");
@@ -229,14 +225,11 @@ struct Finding {
 
 /// Every bound of one batch's timed phases, by Little's law (L = λW: mean requests in flight is
 /// the sum of latencies over the phase's wall time) and by the phase's length.
-fn findings(m: &BatchMetrics, r: &BatchRow) -> Vec<(Finding, &'static str)> {
+fn findings(m: &Batch, r: &BatchRow) -> Vec<(Finding, &'static str)> {
     let mut out = Vec::new();
     for (name, phase) in phases(m) {
-        let Some(p) = phase.as_ref().filter(|p| p.requests > 0 && p.duration_ns > 0) else { continue };
-        let Ok(h) = proto::latency::decode(&p.latency_histogram) else { continue };
-        if h.is_empty() {
-            continue;
-        }
+        let Some(p) = phase.filter(|p| p.requests > 0 && p.duration_ns > 0 && !p.latency.is_empty()) else { continue };
+        let h = p.latency.histogram();
         let wall = p.duration_ns as f64 / 1e9;
         let longest = h.max() as f64 / 1e6;
         let limit = wall * (1.0 + OUTLAST_SHARE) + OUTLAST_MS / 1000.0;
@@ -264,7 +257,7 @@ fn findings(m: &BatchMetrics, r: &BatchRow) -> Vec<(Finding, &'static str)> {
     out
 }
 
-fn latency_consistency(mine: &[Batch<'_>]) -> Check {
+fn latency_consistency(mine: &[Checked<'_>]) -> Check {
     const ID: (&str, &str) = ("latency_consistency", "Latencies add up to the phase times (Little's law)");
     let worst = mine
         .iter()
@@ -283,7 +276,7 @@ fn latency_consistency(mine: &[Batch<'_>]) -> Check {
 }
 
 /// One figure over all platforms: clock offsets are a property of the run's workers.
-fn clock_skew(batches: &[Batch<'_>], scaling: &[ScalingRow]) -> Check {
+fn clock_skew(batches: &[Checked<'_>], scaling: &[ScalingRow]) -> Check {
     const ID: (&str, &str) = ("clock_skew", "Worker clocks agree");
     let offsets: Vec<f64> = batches.iter().filter_map(|(_, r)| r.clock_offset_ms).filter(|o| o.is_finite()).collect();
     if offsets.is_empty() {
@@ -309,7 +302,7 @@ fn clock_skew(batches: &[Batch<'_>], scaling: &[ScalingRow]) -> Check {
 }
 
 /// The first batches' wall times against the rest (median ± 3 scaled MADs), and early change points.
-fn warm_up(mine: &[Batch<'_>], early_changes: &BTreeSet<usize>) -> Check {
+fn warm_up(mine: &[Checked<'_>], early_changes: &BTreeSet<usize>) -> Check {
     const ID: (&str, &str) = ("warm_up", "No warm-up in the first batches");
     let walls: Vec<f64> = mine.iter().map(|(m, _)| wall_seconds(m)).collect();
     if walls.len() < 2 * WARM_UP_BATCHES {
@@ -385,9 +378,9 @@ fn model_hash(platform: &str, hashes: &BTreeMap<&str, BTreeSet<&str>>) -> Check 
 }
 
 /// Over the platform's phases (upload, download, inference), as in the availability table.
-fn error_share(mine: &[Batch<'_>]) -> Check {
+fn error_share(mine: &[Checked<'_>]) -> Check {
     const ID: (&str, &str) = ("error_share", "Few failed requests");
-    let (requests, failed) = mine.iter().flat_map(|(m, _)| phases(m)).filter_map(|(_, p)| p.as_ref()).fold((0, 0), |(n, f), p| (n + p.requests, f + p.failed));
+    let (requests, failed) = mine.iter().flat_map(|(m, _)| phases(m)).filter_map(|(_, p)| p).fold((0, 0), |(n, f), p| (n + p.requests, f + p.failed));
     if requests == 0 {
         return not_applicable(ID.0, ID.1, "%", "No requests were recorded.");
     }
@@ -402,7 +395,7 @@ fn error_share(mine: &[Batch<'_>]) -> Check {
     check(ID.0, ID.1, status, percent, "%", t, format!("{failed} of {requests} requests failed{verdict}."))
 }
 
-fn clamped(mine: &[Batch<'_>]) -> Check {
+fn clamped(mine: &[Checked<'_>]) -> Check {
     const ID: (&str, &str) = ("clamped", "No latency above the histograms' limit");
     let n: u64 = mine.iter().map(|(_, r)| r.latency_clamped).sum();
     let (status, t) = decide(n as f64, &[bound(Comparison::AtMost, 0.0, Status::Fail)]);

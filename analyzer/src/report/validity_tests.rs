@@ -1,6 +1,6 @@
 //! Each check on batches built by hand, with values whose expected status follows by arithmetic.
 
-use proto::v1::{InferenceSetup, LoadMode, PhaseTiming, Versions, WorkerIdentity};
+use proto::v1::{BatchMetrics, InferenceSetup, LoadMode, PhaseTiming, Versions, WorkerIdentity};
 
 use super::*;
 use crate::report::model::{Check, PlatformMetric, Status};
@@ -39,8 +39,9 @@ fn open(rate: f64) -> Option<InferenceSetup> {
 }
 
 fn evaluate_with(metrics: &[BatchMetrics], sections: &[MetricSection], scaling: &[ScalingRow]) -> Vec<PlatformValidity> {
-    let rows: Vec<BatchRow> = metrics.iter().map(BatchRow::from_metrics).collect();
-    let batches: Vec<Batch<'_>> = metrics.iter().zip(&rows).collect();
+    let converted: Vec<Batch> = metrics.iter().map(Batch::from).collect();
+    let rows: Vec<BatchRow> = converted.iter().map(BatchRow::from_batch).collect();
+    let batches: Vec<Checked<'_>> = converted.iter().zip(&rows).collect();
     let platforms: Vec<String> = metrics.iter().map(|m| m.platform.clone()).collect::<BTreeSet<_>>().into_iter().collect();
     evaluate(&batches, &platforms, sections, scaling)
 }
