@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Peer client for the transfer benchmark: the Python SDKs the paper used, measured like cloudbench.
 
-Uploads every file under a directory to an S3 bucket (boto3) or an Azure Blob container
-(azure-storage-blob), downloads each one back, and prints one JSON line with the wall and CPU time
+Uploads every file under a directory to an S3 bucket (boto3), an Azure Blob container
+(azure-storage-blob) or a Cloud Storage bucket (google-cloud-storage), downloads each one back, and prints one JSON line with the wall and CPU time
 of each phase:
 
-    python3 scripts/transfer_peer.py --platform s3|azure --dir DIR --concurrency N --bucket NAME [--prefix peer]
+    python3 scripts/transfer_peer.py --platform s3|azure|gcs --dir DIR --concurrency N --bucket NAME [--prefix peer]
 
 The work mirrors the Rust worker's transfer phases (worker/src/phases.rs):
   * the files are read and hashed before any timing starts;
@@ -18,18 +18,19 @@ Wall time comes from time.perf_counter(), CPU time from time.process_time(): the
 every thread included, so the SDK's own work (signing, hashing, HTTP) is counted.
 
 Settings come from the environment, defaulting to the local test servers that scripts/services.sh
-runs (s3s-fs and Azurite):
+runs (s3s-fs, Azurite and fake-gcs-server):
   CLOUDBENCH_TEST_S3_ENDPOINT     http://127.0.0.1:8014
   CLOUDBENCH_TEST_S3_ACCESS_KEY   cloudbench-test
   CLOUDBENCH_TEST_S3_SECRET_KEY   cloudbench-test-secret
   CLOUDBENCH_TEST_AZURE_ENDPOINT  http://127.0.0.1:10000/devstoreaccount1
   CLOUDBENCH_TEST_AZURE_KEY       Azurite's well-known development account key
+  CLOUDBENCH_TEST_GCS_ENDPOINT    http://127.0.0.1:80 (no credentials)
 
 Only the JSON line goes to stdout; everything else goes to stderr. Objects that fail or come back
 altered are counted in "errors" (exit status 0). If the server cannot be reached or refuses the
 credentials, the script exits with status 2 and a one-line message.
 
-Requirements: scripts/requirements-bench.txt (boto3, azure-storage-blob).
+Requirements: scripts/requirements-bench.txt (boto3, azure-storage-blob, google-cloud-storage).
 """
 
 from __future__ import annotations
@@ -264,6 +265,66 @@ class AzurePeer:
         self.service.close()
 
 
+class GcsPeer:
+    """google-cloud-storage against Cloud Storage's JSON API (or fake-gcs-server), no credentials."""
+
+    def __init__(self, bucket: str, concurrency: int):
+        import requests
+        from google.api_core import exceptions
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        self.client_name = f"google-cloud-storage {storage.__version__}"
+        self.endpoint = env("CLOUDBENCH_TEST_GCS_ENDPOINT", "http://127.0.0.1:80").rstrip("/")
+        # One pooled connection per thread, as for the other two; no urllib3 retries.
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=concurrency, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        self.client = storage.Client(
+            project="cloudbench-test",
+            credentials=AnonymousCredentials(),
+            _http=session,
+            client_options={"api_endpoint": self.endpoint},
+        )
+        self.bucket = self.client.bucket(bucket)
+        self._not_found = exceptions.NotFound
+        self._conflict = exceptions.Conflict
+
+    def ensure_container(self) -> bool:
+        """Creates the bucket if it does not exist; True when this call created it."""
+        try:
+            self.client.create_bucket(self.bucket, retry=None)
+            return True
+        except self._conflict:
+            return False
+        except Exception as e:
+            raise SetupError(f"Cloud Storage at {self.endpoint}: cannot create bucket {self.bucket.name!r}: {one_line(e)}") from e
+
+    # A single attempt (retry=None), as for the others; checksums as the SDK does them by default
+    # (a CRC32C sent with each upload and checked on each download).
+    def put(self, key: str, data: bytes) -> None:
+        self.bucket.blob(key).upload_from_string(data, retry=None)
+
+    def get(self, key: str) -> bytes:
+        return self.bucket.blob(key).download_as_bytes(retry=None)
+
+    def delete(self, key: str) -> None:
+        try:
+            self.bucket.delete_blob(key, retry=None)
+        except self._not_found:
+            pass  # its upload failed: nothing to delete
+
+    def delete_container(self) -> None:
+        self.bucket.delete(retry=None)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+PEERS = {"s3": S3Peer, "azure": AzurePeer, "gcs": GcsPeer}
+
+
 def account_name(endpoint: str) -> str:
     """The storage account: the first path segment of an emulator URL
     (http://127.0.0.1:10000/devstoreaccount1), else the first label of ACCOUNT.blob.core.windows.net."""
@@ -368,7 +429,7 @@ def clean_up(peer, files: list[SourceFile], concurrency: int, created: bool) -> 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--platform", choices=("s3", "azure"), required=True)
+    parser.add_argument("--platform", choices=("s3", "azure", "gcs"), required=True)
     parser.add_argument("--dir", type=Path, required=True, help="directory whose files are transferred")
     parser.add_argument("--concurrency", type=int, required=True, help="threads, and pooled connections")
     parser.add_argument("--bucket", required=True, help="bucket or container (created if missing)")
@@ -391,7 +452,7 @@ def main(argv: list[str]) -> int:
         return 2
 
     try:
-        peer = (S3Peer if args.platform == "s3" else AzurePeer)(args.bucket, args.concurrency)
+        peer = PEERS[args.platform](args.bucket, args.concurrency)
     except ImportError as e:
         print(f"transfer_peer: {one_line(e)} (pip install -r scripts/requirements-bench.txt)", file=sys.stderr)
         return 2

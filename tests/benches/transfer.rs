@@ -2,8 +2,8 @@
 //! against the Python SDKs the paper used, on the same local servers, same objects, same concurrency.
 //!
 //! 1,024 COCO-sized synthetic JPEGs (about 160 MiB) are uploaded and downloaded, each download verified
-//! against its SHA-256, by (a) the worker's own phase code with its S3 and Azure Blob backends and (b)
-//! boto3 and azure-storage-blob (`scripts/transfer_peer.py`). Each client runs in its own process, so
+//! against its SHA-256, by (a) the worker's own phase code with its S3, Azure Blob and Cloud Storage
+//! backends and (b) boto3, azure-storage-blob and google-cloud-storage (`scripts/transfer_peer.py`). Each client runs in its own process, so
 //! its CPU time (user + system, every thread) is its own; files are read before timing starts. Each
 //! point is the median of `CLOUDBENCH_BENCH_TRIALS` runs (default 3), clients alternating.
 //!
@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use proto::v1::ObjectRef;
 use serde_json::{Value, json};
-use common::{azure_test_config, env_or, s3_test_config};
+use common::{azure_test_config, env_or, gcs_test_config, s3_test_config};
 use storage::{LocalDirStore, RetryPolicy, StorageConfig};
 use worker::phases::Transfer;
 
@@ -54,7 +54,8 @@ fn parent() {
     println!("transfer benchmark: {IMAGES} images from {}, median of {trials} trials per point\n", root.display());
     println!("| platform | direction | requests in flight | client | wall s | CPU s/GiB | wall ratio (peer/ours) | CPU ratio (ours/peer) |");
     println!("|---|---|---:|---|---:|---:|---:|---:|");
-    for platform in ["s3", "azure"] {
+    let platforms = env_or("CLOUDBENCH_BENCH_PLATFORMS", "s3,azure,gcs");
+    for platform in platforms.split(',').map(str::trim) {
         for &concurrency in &levels {
             let mut ours = Vec::new();
             let mut theirs = Vec::new();
@@ -139,6 +140,7 @@ fn child(platform: &str) {
         manifest.objects.iter().map(|e| ObjectRef { key: e.key.clone(), size: e.size, sha256: e.sha256.clone() }).collect();
     let (config, client) = match platform {
         "s3" => (StorageConfig::S3(s3_test_config(&bucket)), "cloudbench worker (aws-sdk-s3)"),
+        "gcs" => (StorageConfig::Gcs(gcs_test_config(&bucket)), "cloudbench worker (google-cloud-storage)"),
         _ => (StorageConfig::Azure(azure_test_config(&bucket)), "cloudbench worker (azure_storage_blob)"),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
