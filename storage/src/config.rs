@@ -54,10 +54,7 @@ impl StorageConfig {
             "file" => StorageConfig::Local { path: PathBuf::from(location), durable: take("durable").is_some_and(|v| v == "true") },
             #[cfg(feature = "s3")]
             "s3" => {
-                let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
-                if bucket.is_empty() {
-                    return Err(bad("no bucket"));
-                }
+                let (bucket, prefix) = bucket_and_prefix(location).ok_or_else(|| bad("no bucket"))?;
                 let mut config = S3Config::new(bucket);
                 config.prefix = prefix.to_owned();
                 config.region = take("region");
@@ -92,10 +89,7 @@ impl StorageConfig {
             }
             #[cfg(feature = "gcs")]
             "gs" => {
-                let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
-                if bucket.is_empty() {
-                    return Err(bad("no bucket"));
-                }
+                let (bucket, prefix) = bucket_and_prefix(location).ok_or_else(|| bad("no bucket"))?;
                 let mut config = GcsConfig::new(bucket);
                 config.prefix = prefix.to_owned();
                 config.endpoint = take("endpoint");
@@ -148,6 +142,13 @@ impl StorageConfig {
         store.probe().await?;
         Ok(store)
     }
+}
+
+/// `BUCKET[/PREFIX]` of an `s3://` or `gs://` URL; `None` without a bucket.
+#[cfg(any(feature = "s3", feature = "gcs"))]
+fn bucket_and_prefix(location: &str) -> Option<(&str, &str)> {
+    let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+    (!bucket.is_empty()).then_some((bucket, prefix))
 }
 
 #[cfg(all(test, feature = "s3", feature = "azure", feature = "gcs"))]

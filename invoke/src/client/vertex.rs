@@ -38,17 +38,23 @@ impl VertexInvoker {
             })?
         };
         let api = config.api_url.clone().unwrap_or_else(|| format!("https://{location}-aiplatform.googleapis.com"));
-        let verb = match config.method {
-            VertexMethod::RawPredict => "rawPredict",
-            VertexMethod::Predict => "predict",
-        };
-        let url = format!("{}/v1/{}:{verb}", api.trim_end_matches('/'), config.endpoint);
+        let url = format!("{}/v1/{}:{}", api.trim_end_matches('/'), config.endpoint, config.method.verb());
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(1024)
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Self { client, credentials, url, endpoint: config.endpoint.clone(), method: config.method })
+    }
+}
+
+impl VertexMethod {
+    /// The method's name in the API's URL (`ENDPOINT:rawPredict`).
+    fn verb(self) -> &'static str {
+        match self {
+            VertexMethod::RawPredict => "rawPredict",
+            VertexMethod::Predict => "predict",
+        }
     }
 }
 
@@ -61,11 +67,7 @@ fn instances_body(image: &[u8]) -> Bytes {
 #[async_trait]
 impl Invoker for VertexInvoker {
     fn describe(&self) -> String {
-        let method = match self.method {
-            VertexMethod::RawPredict => "rawPredict",
-            VertexMethod::Predict => "predict",
-        };
-        format!("vertex endpoint {} ({method})", self.endpoint)
+        format!("vertex endpoint {} ({})", self.endpoint, self.method.verb())
     }
 
     fn kind(&self) -> &'static str {
