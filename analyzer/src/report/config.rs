@@ -122,6 +122,12 @@ mod tests {
         assert!((lo - 0.1955).abs() < 1e-9 && (hi - 1.8515).abs() < 1e-9);
         assert_eq!(catalog.platform["azure"].sla_percent, Some(99.95));
         assert_eq!(Requirements::parse(DEFAULT_REQUIREMENTS).unwrap().requirements.len(), 8);
+        // Google Cloud's comparable setup: 13 billed GB-months of storage over 730 h, an e2-micro
+        // and a CPU prediction node, at the prices the catalog's comments cite.
+        let (lo, hi) = catalog.platform["gcp"].usd_per_hour();
+        let expected = 13.0 * 0.020 / 730.0 + 0.0084 + 0.2185;
+        assert!((lo - expected).abs() < 1e-6 && lo == hi, "{lo} {hi}");
+        assert_eq!(catalog.platform["gcp"].sla_percent, None);
     }
 
     #[test]
