@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use control::consume::{Connector, Handler, consume};
-use control::telemetry::Registry;
+use service::telemetry::Registry;
 use control::{Broker, BrokerError, Delivery, Namespace};
 use tokio::sync::watch;
 

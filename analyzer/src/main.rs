@@ -254,7 +254,7 @@ fn read_metrics(store: &std::path::Path, run: &str) -> anyhow::Result<Vec<proto:
 fn main() {
     let cli = Cli::parse();
     let mut status = 0;
-    control::process::run_main("info", run(cli, &mut status));
+    service::run_main("info", run(cli, &mut status));
     std::process::exit(status);
 }
 
@@ -269,15 +269,15 @@ async fn run(cli: Cli, status: &mut i32) -> anyhow::Result<()> {
     match cli.command {
         Command::Collect { store, amqp_url, redis_url, namespace, until_complete, metrics_addr } => {
             let ns = Namespace::new(&namespace)?;
-            let telemetry = Arc::new(control::telemetry::Registry::default());
+            let telemetry = Arc::new(service::telemetry::Registry::default());
             // Served until the collector returns.
-            let _metrics = control::telemetry::serve_at(metrics_addr, telemetry.clone()).await?;
+            let _metrics = service::telemetry::serve_at(metrics_addr, telemetry.clone()).await?;
             let store = Arc::new(Mutex::new(MetricsStore::open(&store)?));
             let (stop_tx, stop) = tokio::sync::watch::channel(false);
             let stop_tx = Arc::new(stop_tx);
             let signal_tx = stop_tx.clone();
             tokio::spawn(async move {
-                control::process::shutdown_signal().await;
+                service::shutdown_signal().await;
                 let _ = signal_tx.send(true);
             });
             if let Some(run_id) = until_complete {
@@ -347,7 +347,7 @@ async fn run(cli: Cli, status: &mut i32) -> anyhow::Result<()> {
             let requirements = Requirements::parse(&read(&requirements, DEFAULT_REQUIREMENTS)?).map_err(anyhow::Error::msg)?;
             let spec = spec.read(&run).await?;
             // Reading, one step per metric (bootstrap intervals and tests), the rest, rendering.
-            let bar = control::process::progress_bar("report", analyzer::report::build_steps() as u64 + 2);
+            let bar = service::progress_bar("report", analyzer::report::build_steps() as u64 + 2);
             bar.set_message("reading the metrics");
             let metrics = read_metrics(&store, &run).inspect_err(|_| bar.finish_and_clear())?;
             let options = analyzer::report::Options { alpha, seed, spec, exclude_warmup, target, target_load: capacity.target_load, ..Default::default() };

@@ -1,4 +1,5 @@
 //! The control plane of a run: where jobs and metrics travel and where the run's state is kept.
+//! (What every process shares besides, logging, signals and `/metrics`, is the `service` crate's.)
 //!
 //! - [`broker`]: the [`Broker`] trait (declare the topology, publish with confirms, consume with
 //!   acknowledgements) with `AmqpBroker` for RabbitMQ (feature `rabbitmq`) and [`MemoryBroker`] for
@@ -9,8 +10,6 @@
 //! - [`conformance`]: what every [`Broker`] and every [`RunStore`] must do, checked against each.
 //! - [`consume`]: the reconnecting consumer loop shared by workers and the collector.
 //! - [`dead`]: jobs the broker dead-lettered at their delivery limit, failed in the run state.
-//! - [`telemetry`]: the processes' live metrics (Prometheus text) served at `/metrics`.
-//! - [`process`]: logging, runtime, error line and signals shared by every binary.
 //! - [`Namespace`] names every queue and key, so concurrent deployments and tests never collide.
 //! - [`redact`] strips credentials from URLs before they reach a log line.
 
@@ -18,11 +17,9 @@ pub mod broker;
 pub mod conformance;
 pub mod consume;
 pub mod dead;
-pub mod process;
 mod redact;
 pub mod state;
 pub mod sweep;
-pub mod telemetry;
 
 #[cfg(feature = "rabbitmq")]
 pub use broker::AmqpBroker;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use control::state::BatchState;
-use control::telemetry::Registry;
+use service::telemetry::Registry;
 use control::{AmqpBroker, Broker, Namespace, RunStore};
 
 use crate::status::workers_by_platform;

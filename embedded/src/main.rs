@@ -65,7 +65,7 @@ fn default_weights() -> anyhow::Result<PathBuf> {
 
 fn main() {
     let args = Args::parse();
-    control::process::run_main("warn", run(args));
+    service::run_main("warn", run(args));
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

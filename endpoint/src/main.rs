@@ -79,7 +79,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    control::process::run_main("info", run(args));
+    service::run_main("info", run(args));
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -135,8 +135,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!("endpoint listening on {scheme}://{}", listener.local_addr()?);
     match tls {
-        Some(config) => endpoint::tls::serve(listener, app, config, control::process::shutdown_signal()).await,
-        None => axum::serve(listener, app).with_graceful_shutdown(control::process::shutdown_signal()).await?,
+        Some(config) => endpoint::tls::serve(listener, app, config, service::shutdown_signal()).await,
+        None => axum::serve(listener, app).with_graceful_shutdown(service::shutdown_signal()).await?,
     }
     Ok(())
 }

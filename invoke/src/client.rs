@@ -17,7 +17,7 @@ use bytes::Bytes;
 use detector::PostOptions;
 use serde::Deserialize;
 use request::{ErrorKind, RequestError};
-use storage::Secret;
+use request::Secret;
 
 use crate::api;
 use crate::batcher::{BatchConfig, Batcher};
@@ -144,7 +144,7 @@ impl HttpAuth {
         let file = if self.env.is_some() { None } else { self.file.as_deref() };
         match (&self.env, file) {
             (None, None) => Err("endpoint auth needs env or file".into()),
-            (var, file) => storage::read_secret(var.as_deref(), file)
+            (var, file) => request::read_secret(var.as_deref(), file)
                 .map_err(|e| format!("endpoint token: {e}"))?
                 .ok_or_else(|| format!("endpoint token: environment variable {} is not set or empty", var.as_deref().unwrap_or(""))),
         }

@@ -4,11 +4,15 @@
 //! [`ErrorKind`] says whether a request is worth another attempt ([`ErrorKind::is_retryable`]) and
 //! whether the whole platform is unusable ([`ErrorKind::is_platform_failure`]), so the worker retries,
 //! returns the job or counts the failure against the batch by the kind alone. [`error_chain`] writes
-//! an error with its causes as one line. The `aws` module (feature `aws`) sorts the AWS SDK's
-//! failures into kinds once, for every AWS client.
+//! an error with its causes as one line. [`Secret`] holds a credential so that it never prints, and
+//! [`read_secret`] is the one rule for reading one. The `aws` module (feature `aws`) is what every
+//! AWS client shares: its SDK configuration and its failures sorted into kinds.
 
 #[cfg(feature = "aws")]
 pub mod aws;
+mod secret;
+
+pub use secret::{Secret, read_secret, secret_from};
 
 /// What went wrong with a request to a store or a model endpoint, in terms the caller can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

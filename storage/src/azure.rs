@@ -165,12 +165,12 @@ impl AzureStore {
         let sas = match &config.auth {
             AzureAuth::SasToken(token) => Some(token.clone()),
             AzureAuth::Sas { env, file } => Some(
-                crate::secret::secret_from(env.as_deref().unwrap_or("AZURE_STORAGE_SAS_TOKEN"), file.as_deref())
+                crate::secret_from(env.as_deref().unwrap_or("AZURE_STORAGE_SAS_TOKEN"), file.as_deref())
                     .map_err(|e| unauthorized(&config, format!("SAS token: {e}")))?,
             ),
             AzureAuth::Key(key) => Some(sign(&config, &endpoint, key)?),
             AzureAuth::AccountKey { env, file } => {
-                let key = crate::secret::secret_from(env.as_deref().unwrap_or("AZURE_STORAGE_KEY"), file.as_deref())
+                let key = crate::secret_from(env.as_deref().unwrap_or("AZURE_STORAGE_KEY"), file.as_deref())
                     .map_err(|e| unauthorized(&config, format!("account key: {e}")))?;
                 Some(sign(&config, &endpoint, &key)?)
             }

@@ -22,7 +22,6 @@ mod retry;
 mod s3;
 #[cfg(feature = "azure")]
 pub mod sas;
-mod secret;
 pub mod testing;
 #[cfg(feature = "tls")]
 pub mod tls;
@@ -38,8 +37,10 @@ pub use gcs::{GcsConfig, GcsStore};
 pub use local::LocalDirStore;
 pub use retry::{Attempted, RetryPolicy};
 #[cfg(feature = "s3")]
-pub use s3::{AwsAccess, S3Config, S3Store, StaticCredentials, aws_sdk_config, signing_region};
-pub use secret::{Secret, read_secret, secret_from};
+pub use s3::{S3Config, S3Store};
+#[cfg(feature = "s3")]
+pub use request::aws::StaticCredentials;
+pub use request::{Secret, read_secret, secret_from};
 // The kinds of failure are every cloud request's (the `request` crate's), named here as a store's.
 pub use request::{ErrorKind, RequestError as StorageError, error_chain};
 

@@ -7,24 +7,18 @@
 //! larger than `multipart_threshold`, is
 //! fetched again in parallel ranges of `part_size`.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
-use aws_sdk_s3::config::retry::RetryConfig;
-use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{Credentials, Region, ResponseChecksumValidation};
+use aws_sdk_s3::config::ResponseChecksumValidation;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use aws_smithy_http_client::tls;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
-use request::aws::Failure;
+use request::aws::{AwsAccess, Failure, StaticCredentials, aws_sdk_config, signing_region};
 use serde::Deserialize;
 
 use crate::keys::KeySpace;
-use crate::{ErrorKind, ObjectInfo, Secret, Storage, StorageError};
+use crate::{ErrorKind, ObjectInfo, Storage, StorageError};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -61,13 +55,6 @@ pub struct S3Config {
     pub credentials: Option<StaticCredentials>,
 }
 
-/// An access key pair given in code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaticCredentials {
-    pub access_key_id: String,
-    pub secret_access_key: Secret,
-}
-
 impl S3Config {
     fn default_multipart_threshold() -> u64 {
         16 * MIB
@@ -94,52 +81,6 @@ impl S3Config {
             list_page_size: None,
             credentials: None,
         }
-    }
-}
-
-/// Where and as whom an AWS client connects.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AwsAccess<'a> {
-    pub region: Option<&'a str>,
-    pub profile: Option<&'a str>,
-    pub endpoint_url: Option<&'a str>,
-    /// Static keys given in code; the standard chain when absent.
-    pub credentials: Option<&'a StaticCredentials>,
-}
-
-/// The SDK configuration every AWS client of this project uses (S3 here, the SageMaker runtime in
-/// the endpoint crate): TLS through rustls with ring, the SDK's retries off (callers retry through
-/// [`crate::RetryPolicy`] and count each), a 5 s connect timeout, and the standard credential chain
-/// unless keys are given.
-pub async fn aws_sdk_config(access: AwsAccess<'_>) -> aws_config::SdkConfig {
-    let http = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring)).build_https();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
-        .retry_config(RetryConfig::disabled())
-        .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).build());
-    if let Some(region) = access.region {
-        loader = loader.region(Region::new(region.to_owned()));
-    }
-    if let Some(profile) = access.profile {
-        loader = loader.profile_name(profile);
-    }
-    if let Some(url) = access.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    if let Some(c) = access.credentials {
-        loader = loader.credentials_provider(Credentials::new(&c.access_key_id, c.secret_access_key.expose(), None, None, "cloudbench"));
-    }
-    loader.load().await
-}
-
-/// The region a client built from `shared` signs with: the standard chain's, else `us-east-1` when
-/// an endpoint URL names another server (S3-compatible, a stand-in for the SageMaker runtime), which
-/// ignores the region though SigV4 needs one; `None` when neither is given.
-pub fn signing_region(shared: &aws_config::SdkConfig) -> Option<Region> {
-    match (shared.region(), shared.endpoint_url()) {
-        (Some(region), _) => Some(region.clone()),
-        (None, Some(_)) => Some(Region::new("us-east-1")),
-        (None, None) => None,
     }
 }
 

@@ -10,7 +10,7 @@ use worker::runner::{Connector, Worker};
 
 fn main() {
     let args = Args::parse();
-    control::process::run_main("info", run(args));
+    service::run_main("info", run(args));
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -29,7 +29,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let model_hash = inference.as_ref().and_then(|(invoker, _)| invoker.model_hash()).unwrap_or_default();
-    let shutdown = tokio::spawn(control::process::shutdown_signal());
+    let shutdown = tokio::spawn(service::shutdown_signal());
     // Redis may not be up yet (a fresh deployment): keep trying until it is, or until told to stop.
     let mut attempt = 0u32;
     let store = loop {
@@ -43,9 +43,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Err(e) => return Err(e.into()),
         }
     };
-    let telemetry = Arc::new(control::telemetry::Registry::default());
+    let telemetry = Arc::new(service::telemetry::Registry::default());
     // Served until the process ends (the handle lives to the end of main).
-    let _metrics = control::telemetry::serve_at(config.metrics_addr, telemetry.clone()).await?;
+    let _metrics = service::telemetry::serve_at(config.metrics_addr, telemetry.clone()).await?;
     let url = config.amqp_url.clone();
     let connections = telemetry.clone();
     let connector: Connector = Arc::new(move || {

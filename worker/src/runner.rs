@@ -50,7 +50,7 @@ pub struct Worker {
     pub store: Arc<dyn RunStore>,
     pub connector: Connector,
     /// Live metrics, served at `/metrics` when the worker is given an address.
-    pub telemetry: Arc<control::telemetry::Registry>,
+    pub telemetry: Arc<service::telemetry::Registry>,
 }
 
 /// What a worker did, returned when it stops.
@@ -475,14 +475,14 @@ impl Worker {
         for (phase, timing) in phases {
             let Some(timing) = timing else { continue };
             let labels = [("phase", phase)];
-            t.observe("cloudbench_worker_phase_seconds", "Wall time of a batch's phase.", &labels, control::telemetry::PHASE_SECONDS, timing.duration_ns as f64 / 1e9);
+            t.observe("cloudbench_worker_phase_seconds", "Wall time of a batch's phase.", &labels, service::telemetry::PHASE_SECONDS, timing.duration_ns as f64 / 1e9);
             t.add("cloudbench_worker_requests_total", "Requests made, by phase.", &labels, timing.requests as f64);
             // Every request's latency, from the batch's own histogram (each recorded value with its
             // count; the Prometheus buckets are coarser than the histogram's 3 digits).
             if let Ok(h) = proto::latency::decode(&timing.latency_histogram) {
                 for v in h.iter_recorded() {
                     let seconds = h.lowest_equivalent(v.value_iterated_to()) as f64 / 1e6;
-                    t.observe_n("cloudbench_worker_request_seconds", "Latency of single requests, by phase.", &labels, control::telemetry::REQUEST_SECONDS, seconds, v.count_at_value());
+                    t.observe_n("cloudbench_worker_request_seconds", "Latency of single requests, by phase.", &labels, service::telemetry::REQUEST_SECONDS, seconds, v.count_at_value());
                 }
             }
         }

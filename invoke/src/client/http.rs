@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use request::{ErrorKind, RequestError};
-use storage::Secret;
+use request::Secret;
 
 use super::{HttpConfig, Invoked, Invoker, ServerTime, error_line, status_kind};
 

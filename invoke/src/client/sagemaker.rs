@@ -4,7 +4,7 @@
 use aws_sdk_sagemakerruntime::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use async_trait::async_trait;
 use bytes::Bytes;
-use request::aws::Failure;
+use request::aws::{AwsAccess, Failure, StaticCredentials, aws_sdk_config, signing_region};
 use request::{ErrorKind, RequestError};
 
 use super::{Invoked, Invoker, SageMakerConfig, error_line, status_kind};
@@ -20,15 +20,15 @@ impl SageMakerInvoker {
         if config.endpoint_name.is_empty() {
             return Err("sagemaker: no endpoint name".into());
         }
-        let credentials = config.credentials.as_ref().map(|(id, secret)| storage::StaticCredentials { access_key_id: id.clone(), secret_access_key: secret.clone() });
-        let shared = storage::aws_sdk_config(storage::AwsAccess {
+        let credentials = config.credentials.as_ref().map(|(id, secret)| StaticCredentials { access_key_id: id.clone(), secret_access_key: secret.clone() });
+        let shared = aws_sdk_config(AwsAccess {
             region: config.region.as_deref(),
             profile: config.profile.as_deref(),
             endpoint_url: config.endpoint_url.as_deref(),
             credentials: credentials.as_ref(),
         })
         .await;
-        let Some(region) = storage::signing_region(&shared) else {
+        let Some(region) = signing_region(&shared) else {
             return Err(format!("sagemaker endpoint {}: no region: set region or AWS_REGION", config.endpoint_name));
         };
         let client = aws_sdk_sagemakerruntime::Client::from_conf(aws_sdk_sagemakerruntime::config::Builder::from(&shared).region(region).build());

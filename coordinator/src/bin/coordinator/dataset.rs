@@ -2,7 +2,7 @@
 //! dataset into a bucket, and removing a run's objects.
 
 use anyhow::{Context, bail};
-use control::process::progress_bar;
+use service::progress_bar;
 use coordinator::manifest::Manifest;
 use coordinator::{seed, synth};
 use storage::{RetryPolicy, StorageConfig};

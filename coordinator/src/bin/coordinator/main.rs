@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use control::telemetry::Registry;
+use service::telemetry::Registry;
 use control::{Namespace, RedisStore};
 
 /// Plans benchmark runs: builds dataset manifests, publishes batch jobs, follows progress.
@@ -45,7 +45,7 @@ impl Services {
     /// recording and the server stop when the returned guard is dropped.
     async fn observe(&self, ns: &Namespace, store: &RedisStore, run_id: &str) -> anyhow::Result<Option<(Arc<Registry>, Observing)>> {
         let registry = Arc::new(Registry::default());
-        let Some(server) = control::telemetry::serve_at(self.metrics_addr, registry.clone()).await? else { return Ok(None) };
+        let Some(server) = service::telemetry::serve_at(self.metrics_addr, registry.clone()).await? else { return Ok(None) };
         eprintln!("metrics at http://{}/metrics", server.addr());
         let task = tokio::spawn(coordinator::observe::watch(
             registry.clone(),
@@ -63,7 +63,7 @@ impl Services {
 /// server with it.
 struct Observing {
     watch: tokio::task::JoinHandle<()>,
-    _server: control::telemetry::MetricsServer,
+    _server: service::telemetry::MetricsServer,
 }
 
 impl Drop for Observing {
@@ -172,7 +172,7 @@ enum DatasetCommand {
 
 fn main() {
     let cli = Cli::parse();
-    control::process::run_main("warn", run(cli));
+    service::run_main("warn", run(cli));
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

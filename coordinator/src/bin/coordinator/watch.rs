@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::bail;
-use control::process::progress_bar;
+use service::progress_bar;
 use control::{Namespace, RedisStore, RunStore};
 use coordinator::enqueue;
 use coordinator::status::{self, StatusView};
