@@ -18,6 +18,7 @@ use std::time::Instant;
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
+use super::direct::{self, Direct};
 use super::im2col::im2col;
 use super::math::bias_silu;
 use super::winograd::Winograd;
@@ -82,6 +83,8 @@ pub struct HostConv {
     silu: bool,
     /// The weights in the Winograd domain, for a 3×3 convolution of stride 1 that keeps the size.
     winograd: Option<Winograd>,
+    /// The weights laid out for the direct kernel, for a thin 3×3 (see [`super::direct`]).
+    direct: Option<Direct>,
 }
 
 /// Where one image's convolution reads and writes, in elements.
@@ -125,6 +128,8 @@ pub enum Algorithm {
     Gemm,
     /// Winograd's F(2×2, 3×3), whatever the channels (3×3 of stride 1 and padding 1 only).
     Winograd,
+    /// The direct kernel (3×3 of stride 1 or 2, padding 1, thin inputs only).
+    Direct,
 }
 
 impl HostConv {
@@ -141,16 +146,26 @@ impl HostConv {
         let applies = k == 3 && stride == 1 && pad == 1;
         let winograd = match algorithm {
             Algorithm::Fastest => applies && Winograd::pays(inp, out),
-            Algorithm::Gemm => false,
+            Algorithm::Gemm | Algorithm::Direct => false,
             Algorithm::Winograd => {
                 assert!(applies, "Winograd's F(2×2, 3×3) is for 3×3 convolutions of stride 1 and padding 1, not {dims:?}/{stride}");
                 true
             }
         };
+        let thin = direct::applies(inp, out, k, stride, pad);
+        let direct = match algorithm {
+            Algorithm::Fastest => thin && !winograd,
+            Algorithm::Gemm | Algorithm::Winograd => false,
+            Algorithm::Direct => {
+                assert!(thin, "the direct kernel is for 3×3 convolutions of stride 1 or 2 over at most {} channels, not {dims:?}/{stride}", direct::MAX_INPUT);
+                true
+            }
+        };
         let winograd = winograd.then(|| Winograd::new(&weight, out, inp));
-        // The GEMMs' weights are kept only where the GEMMs run.
-        let weight = if winograd.is_some() { Vec::new() } else { weight };
-        Self { weight, bias, out, inp, k, stride, pad, silu, winograd }
+        let direct = direct.then(|| Direct::new(&weight, out, inp, stride));
+        // The weights as they come are kept only where the GEMMs run.
+        let weight = if winograd.is_some() || direct.is_some() { Vec::new() } else { weight };
+        Self { weight, bias, out, inp, k, stride, pad, silu, winograd, direct }
     }
 
     pub(super) fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
@@ -205,12 +220,19 @@ impl HostConv {
         if let Some(winograd) = &self.winograd {
             // SAFETY: the same contract.
             unsafe { winograd.run_into(&self.bias, self.silu, input, out, residual, batch, g) };
+        } else if let Some(direct) = &self.direct {
+            // SAFETY: the same contract.
+            unsafe { direct.run_into(&self.bias, self.silu, input, out, residual, batch, g) };
         } else {
             // SAFETY: the same contract.
             unsafe { self.run_gemm(input, out, residual, batch, g) };
         }
         if let Some(started) = started {
-            let algorithm = if self.winograd.is_some() { ", Winograd" } else { "" };
+            let algorithm = match (self.winograd.is_some(), self.direct.is_some()) {
+                (true, _) => ", Winograd",
+                (_, true) => ", direct",
+                _ => "",
+            };
             let shape = format!("{}→{} {}×{}/{}{algorithm} at {}×{}", self.inp, self.out, self.k, self.k, self.stride, g.h, g.w);
             let flops = batch as u64 * self.flops(g.h, g.w);
             PROFILE.lock().expect("profile").push(LayerTime { shape, flops, seconds: started.elapsed().as_secs_f64() });
@@ -367,6 +389,14 @@ pub(super) mod tests {
             (4, 6, 3, 1, 1, 1, 9, 2, true),
             (6, 4, 3, 1, 1, 50, 3, 1, false),
             (256, 200, 3, 1, 1, 6, 10, 1, true),
+            // The direct kernel's (3×3 of stride 1 or 2, at most 16 channels in): odd and even
+            // widths, rows of several blocks and a partial one, one pixel, one row.
+            (3, 16, 3, 2, 1, 40, 37, 1, true),
+            (16, 32, 3, 2, 1, 34, 34, 2, false),
+            (16, 16, 3, 1, 1, 21, 35, 2, true),
+            (12, 16, 3, 1, 1, 1, 1, 1, true),
+            (2, 4, 3, 2, 1, 1, 1, 1, true),
+            (2, 4, 3, 2, 1, 2, 3, 3, false),
         ];
         for (i, &(inp, out, k, stride, pad, h, w, batch, silu)) in cases.iter().enumerate() {
             let conv = |algorithm| HostConv::with_algorithm(values(out * inp * k * k, i as u64), [out, inp, k, k], values(out, 99), stride, pad, silu, algorithm);
@@ -377,6 +407,9 @@ pub(super) mod tests {
             let mut variants = vec![("fastest", conv(Algorithm::Fastest)), ("GEMM", conv(Algorithm::Gemm))];
             if k == 3 && stride == 1 && pad == 1 {
                 variants.push(("Winograd", conv(Algorithm::Winograd)));
+            }
+            if direct::applies(inp, out, k, stride, pad) {
+                variants.push(("direct", conv(Algorithm::Direct)));
             }
             for (name, conv) in variants {
                 let got = conv.run(&input, batch, Geometry { h, w, oh, ow });

@@ -6,6 +6,8 @@
 //!
 //! - [`conv`]: each convolution as GEMMs on NCHW planes as they lie (1×1) or on im2col columns
 //!   built per tile, bias and SiLU applied per tile while it is in cache; [`profile`] times each;
+//! - [`direct`]: thin 3×3 convolutions (the stem and the layers after it) computed directly, each
+//!   block of outputs held in registers over every input channel and tap, no im2col;
 //! - [`im2col`]: the columns a tile's GEMM multiplies, for the convolutions that are not 1×1;
 //! - [`winograd`]: 3×3 convolutions of stride 1 by Winograd's F(2×2, 3×3), 16 multiplications
 //!   per 2×2 outputs instead of 36, where the channels make it the faster;
@@ -20,6 +22,7 @@
 
 mod blocks;
 mod conv;
+mod direct;
 mod im2col;
 mod math;
 pub mod peak;
