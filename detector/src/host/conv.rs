@@ -397,6 +397,9 @@ pub(super) mod tests {
             (12, 16, 3, 1, 1, 1, 1, 1, true),
             (2, 4, 3, 2, 1, 1, 1, 1, true),
             (2, 4, 3, 2, 1, 2, 3, 3, false),
+            // Bands longer than one fill of lines, on up to 64 threads.
+            (4, 4, 3, 1, 1, 600, 5, 1, true),
+            (3, 8, 3, 2, 1, 1201, 6, 1, false),
         ];
         for (i, &(inp, out, k, stride, pad, h, w, batch, silu)) in cases.iter().enumerate() {
             let conv = |algorithm| HostConv::with_algorithm(values(out * inp * k * k, i as u64), [out, inp, k, k], values(out, 99), stride, pad, silu, algorithm);

@@ -59,12 +59,18 @@ pub fn applies(inp: usize, out: usize, k: usize, stride: usize, pad: usize) -> b
     k == 3 && pad == 1 && (stride == 1 || stride == 2) && inp <= MAX_INPUT && out.is_multiple_of(OC)
 }
 
-/// What one output row's blocks read: the lines and, for each tap `(c, ky, kx)` in the weights'
-/// order, where its run of input pixels starts in them.
+/// Output rows computed from one fill of lines: the input rows they share are laid out once
+/// (10 input rows for 8 output rows at stride 1, 17 at stride 2, instead of 24).
+const ROWS: usize = 8;
+
+/// What the blocks of [`ROWS`] output rows read: lines for every input row they see, each input
+/// row's lines for every channel side by side, and, for each tap `(c, ky, kx)` in the weights'
+/// order, where its run of input pixels starts for the first of those output rows (the next output
+/// row's start `stride` input rows further).
 struct Layout {
     /// Floats of one line: the output row rounded up to whole blocks, and the taps' reach.
     line: usize,
-    /// Lines per input row: 1 at stride 1, 2 (even and odd pixels) at stride 2.
+    /// Lines per input row and channel: 1 at stride 1, 2 (even and odd pixels) at stride 2.
     per_row: usize,
     taps: Vec<usize>,
 }
@@ -76,7 +82,7 @@ impl Layout {
         let mut taps = Vec::with_capacity(inp * 9);
         for c in 0..inp {
             for ky in 0..3 {
-                let first = (c * 3 + ky) * per_row * line;
+                let first = (ky * inp + c) * per_row * line;
                 for kx in 0..3 {
                     taps.push(match (stride, kx) {
                         // line[j] = x[j − 1]: output ox's tap kx is x[ox + kx − 1].
@@ -92,19 +98,25 @@ impl Layout {
         Self { line, per_row, taps }
     }
 
-    /// Lays out the input rows that output row `oy` sees (`input` holds the image's planes).
-    fn fill(&self, lines: &mut [f32], input: &[f32], inp: usize, stride: usize, g: Geometry, oy: usize) {
-        for c in 0..inp {
-            for ky in 0..3 {
-                let at = (c * 3 + ky) * self.per_row * self.line;
+    /// Floats of one input row's lines, all channels.
+    fn row_floats(&self, inp: usize) -> usize {
+        inp * self.per_row * self.line
+    }
+
+    /// Lays out `count` input rows from row `first` (−1 for the padding above; `input` holds the
+    /// image's planes).
+    fn fill(&self, lines: &mut [f32], input: &[f32], inp: usize, g: Geometry, first: isize, count: usize) {
+        for r in 0..count {
+            for c in 0..inp {
+                let at = (r * inp + c) * self.per_row * self.line;
                 let dst = &mut lines[at..at + self.per_row * self.line];
-                let iy = (oy * stride + ky).wrapping_sub(1);
-                if iy >= g.h {
+                let iy = first + r as isize;
+                if iy < 0 || iy as usize >= g.h {
                     dst.fill(0.0);
                     continue;
                 }
-                let row = &input[(c * g.h + iy) * g.w..][..g.w];
-                if stride == 1 {
+                let row = &input[(c * g.h + iy as usize) * g.w..][..g.w];
+                if self.per_row == 1 {
                     dst[0] = 0.0;
                     dst[1..=g.w].copy_from_slice(row);
                     dst[g.w + 1..].fill(0.0);
@@ -205,10 +217,16 @@ impl Direct {
             // SAFETY: per the contract, the image's input planes, which no task writes.
             let source = unsafe { std::slice::from_raw_parts(input.image(image), inp * g.h * g.w) };
             let (dst, shortcut) = (out.image(image), residual.map(|r| r.image(image)));
+            let row_floats = layout.row_floats(inp);
             LINES.with_borrow_mut(|lines| {
-                lines.resize(inp * 3 * layout.per_row * layout.line, 0.0);
+                lines.resize(((ROWS - 1) * stride + 3) * row_floats, 0.0);
                 for oy in band * rows..((band + 1) * rows).min(g.oh) {
-                    layout.fill(lines, source, inp, stride, g, oy);
+                    let k = (oy - band * rows) % ROWS;
+                    if k == 0 {
+                        let count = (ROWS.min(((band + 1) * rows).min(g.oh) - oy) - 1) * stride + 3;
+                        layout.fill(lines, source, inp, g, (oy * stride) as isize - 1, count);
+                    }
+                    let lines = &lines[k * stride * row_floats..];
                     // SAFETY: this task alone computes row oy of this image; the processor has the
                     // features each variant was compiled for, checked by `Isa::detect`.
                     unsafe {
