@@ -11,9 +11,14 @@
 //! 3. `scripts/flask_peer.py` (Flask + ONNX Runtime, 2 intra-op threads) at the same concurrencies,
 //!    when Python has flask and onnxruntime (`CLOUDBENCH_BENCH_PYTHON` names the interpreter).
 //!
+//! The two servers run side by side for the whole benchmark and take turns, level by level, in
+//! `CLOUDBENCH_BENCH_ROUNDS` rounds: each figure is the median over rounds with its range, and a
+//! ratio is the median of each round's ratio, so a drift of the shared machine's speed moves both
+//! sides of it.
+//!
 //! Settings: `CLOUDBENCH_WEIGHTS` (default: the random-weight YOLOv8n fixture), `CLOUDBENCH_BENCH_IMGSZ`
 //! (640), `CLOUDBENCH_BENCH_IMAGES` (requests per point, 48), `CLOUDBENCH_BENCH_CONCURRENCY`
-//! (`1,2,4,8,16`), `CLOUDBENCH_BENCH_MAX_BATCH` (8).
+//! (`1,2,4,8,16`), `CLOUDBENCH_BENCH_MAX_BATCH` (8), `CLOUDBENCH_BENCH_ROUNDS` (3).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -45,6 +50,7 @@ fn jpegs() -> Vec<Bytes> {
         .collect()
 }
 
+#[derive(Clone, Copy)]
 struct Point {
     images_per_s: f64,
     p50_ms: f64,
@@ -53,6 +59,25 @@ struct Point {
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// The median of `values` (the mean of the middle two when even) and their range.
+fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let median = if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 };
+    (median, values[0], values[n - 1])
+}
+
+/// `median (min–max)` of one figure of a level over the rounds.
+fn cell(rounds: &[Vec<Point>], level: usize, figure: fn(&Point) -> f64, digits: usize) -> String {
+    let (median, lo, hi) = spread(rounds.iter().map(|r| figure(&r[level])).collect());
+    format!("{median:.digits$} ({lo:.digits$}–{hi:.digits$})")
+}
+
+/// The round's best throughput over the levels, with that level's p99.
+fn saturation(round: &[Point]) -> Point {
+    *round.iter().max_by(|a, b| a.images_per_s.total_cmp(&b.images_per_s)).expect("at least one level")
 }
 
 /// Sends `count` images through `invoker` with `concurrency` in flight.
@@ -168,6 +193,10 @@ fn main() {
     let ceiling = single.max(batched);
     println!("in process (decode + detect): {single:.2} images/s one per pass, {batched:.2} in passes of {max_batch}");
 
+    let rounds: usize = env_or("CLOUDBENCH_BENCH_ROUNDS", 3usize).max(1);
+    let isa = detector::host::Isa::detect();
+    println!("host kernels: {} (this processor has {})", isa.name(), detector::host::Isa::available().iter().map(|i| i.name()).collect::<Vec<_>>().join(", "));
+    let flask = start_flask(&weights, imgsz);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (ours, peer) = runtime.block_on(async {
         let batch = BatchConfig { max_batch, max_wait: Duration::from_millis(5), queue: 1024, adaptive: true };
@@ -176,43 +205,62 @@ fn main() {
         let url = format!("http://{}/score", listener.local_addr().unwrap());
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let invoker = HttpInvoker::new(&HttpConfig { url, auth: None, server_time: None }).unwrap();
-        let mut ours = Vec::new();
-        for &c in &levels {
-            ours.push(load(&invoker, &images, count, c).await);
-        }
-        server.abort();
-        let mut peer = Vec::new();
-        if let Some((_child, url)) = start_flask(&weights, imgsz) {
-            let invoker = HttpInvoker::new(&HttpConfig { url, auth: None, server_time: None }).unwrap();
+        let peer_invoker = flask.as_ref().map(|(_, url)| HttpInvoker::new(&HttpConfig { url: url.clone(), auth: None, server_time: None }).unwrap());
+        let (mut ours, mut peer) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let (mut o, mut p) = (Vec::new(), Vec::new());
             for &c in &levels {
-                peer.push(load(&invoker, &images, count, c).await);
+                o.push(load(&invoker, &images, count, c).await);
+                if let Some(peer_invoker) = &peer_invoker {
+                    p.push(load(peer_invoker, &images, count, c).await);
+                }
+            }
+            ours.push(o);
+            if !p.is_empty() {
+                peer.push(p);
             }
         }
+        server.abort();
         (ours, peer)
     });
+    drop(flask);
 
     println!();
+    println!("{rounds} rounds, the two servers taking turns at each level; median over rounds (min–max)");
+    println!();
     println!("| in flight | endpoint img/s | p50 ms | p99 ms | Flask+ORT img/s | p50 ms | p99 ms | endpoint / Flask |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---|---|---|---|---|---:|");
     for (i, c) in levels.iter().enumerate() {
-        let o = &ours[i];
-        match peer.get(i) {
-            Some(p) => println!(
-                "| {c} | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2}× |",
-                o.images_per_s, o.p50_ms, o.p99_ms, p.images_per_s, p.p50_ms, p.p99_ms, o.images_per_s / p.images_per_s
-            ),
-            None => println!("| {c} | {:.2} | {:.0} | {:.0} | | | | |", o.images_per_s, o.p50_ms, o.p99_ms),
+        let ours_cells = format!("{} | {} | {}", cell(&ours, i, |p| p.images_per_s, 2), cell(&ours, i, |p| p.p50_ms, 0), cell(&ours, i, |p| p.p99_ms, 0));
+        if peer.is_empty() {
+            println!("| {c} | {ours_cells} | | | | |");
+            continue;
         }
+        let ratio = spread(ours.iter().zip(&peer).map(|(o, p)| o[i].images_per_s / p[i].images_per_s).collect()).0;
+        println!(
+            "| {c} | {ours_cells} | {} | {} | {} | {ratio:.2}× |",
+            cell(&peer, i, |p| p.images_per_s, 2),
+            cell(&peer, i, |p| p.p50_ms, 0),
+            cell(&peer, i, |p| p.p99_ms, 0)
+        );
     }
-    let best = ours.iter().map(|p| p.images_per_s).fold(0.0, f64::max);
+    let best = spread(ours.iter().map(|r| saturation(r).images_per_s).collect());
     println!();
     println!(
-        "endpoint at saturation: {best:.2} images/s = {:.3} of in-process {ceiling:.2} (server overhead {:.1}%; goal under 10%)",
-        best / ceiling,
-        (1.0 - best / ceiling) * 100.0
+        "endpoint at saturation: {:.2} images/s ({:.2}–{:.2}) = {:.3} of in-process {ceiling:.2} (server overhead {:.1}%; goal under 10%)",
+        best.0,
+        best.1,
+        best.2,
+        best.0 / ceiling,
+        (1.0 - best.0 / ceiling) * 100.0
     );
     if !peer.is_empty() {
-        let peer_best = peer.iter().map(|p| p.images_per_s).fold(0.0, f64::max);
-        println!("Flask + ONNX Runtime at saturation: {peer_best:.2} images/s; endpoint / Flask = {:.2}×", best / peer_best);
+        let peer_best = spread(peer.iter().map(|r| saturation(r).images_per_s).collect());
+        let ratio = spread(ours.iter().zip(&peer).map(|(o, p)| saturation(o).images_per_s / saturation(p).images_per_s).collect());
+        let p99 = (spread(ours.iter().map(|r| saturation(r).p99_ms).collect()).0, spread(peer.iter().map(|r| saturation(r).p99_ms).collect()).0);
+        println!(
+            "Flask + ONNX Runtime at saturation: {:.2} images/s ({:.2}–{:.2}); endpoint / Flask = {:.2}× ({:.2}–{:.2}); p99 at saturation {:.0} against {:.0} ms",
+            peer_best.0, peer_best.1, peer_best.2, ratio.0, ratio.1, ratio.2, p99.0, p99.1
+        );
     }
 }
