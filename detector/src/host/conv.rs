@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use super::direct::{self, Direct};
 use super::im2col::im2col;
-use super::math::bias_silu;
+use super::math::finish;
 use super::winograd::Winograd;
 
 /// One convolution's call, as [`profile`] records it.
@@ -56,10 +56,6 @@ fn output_size(h: usize, w: usize, k: usize, stride: usize, pad: usize) -> (usiz
 pub fn flops([out, inp, k]: [usize; 3], stride: usize, pad: usize, h: usize, w: usize) -> (u64, usize, usize) {
     let (oh, ow) = output_size(h, w, k, stride, pad);
     (2 * (out * inp * k * k * oh * ow) as u64, oh, ow)
-}
-
-fn add_bias(values: &mut [f32], bias: f32) {
-    values.iter_mut().for_each(|v| *v += bias);
 }
 
 /// Output pixels per tile are kept to a multiple of this (the GEMM's vector width, twice).
@@ -313,12 +309,9 @@ impl HostConv {
         for (o, &bias) in self.bias.iter().enumerate() {
             // SAFETY: row o's columns of this tile, written above by this task only.
             let row = unsafe { std::slice::from_raw_parts_mut(out.add(o * n + start), cols) };
-            if self.silu { bias_silu(row, bias) } else { add_bias(row, bias) }
-            if let Some(residual) = residual {
-                // SAFETY: the same columns of the shortcut's row o, which no task writes.
-                let add = unsafe { std::slice::from_raw_parts(residual.add(o * n + start), cols) };
-                row.iter_mut().zip(add).for_each(|(v, r)| *v += r);
-            }
+            // SAFETY: the same columns of the shortcut's row o, which no task writes.
+            let add = residual.map(|residual| unsafe { std::slice::from_raw_parts(residual.add(o * n + start), cols) });
+            finish(row, bias, self.silu, add);
         }
     }
 }

@@ -2,8 +2,8 @@
 //! YOLOv8's stem and the layers right after it, where a GEMM's depth (27 to 144) is too shallow to
 //! pay for packing its operands, and im2col's columns cost as much as the multiply.
 //!
-//! A task computes whole output rows of one image. For each row it first lays the input rows that
-//! row sees out as lines, one per input channel and kernel row, zero-padded: at stride 2 a row is
+//! A task computes whole output rows of one image. For each [`ROWS`] of them it first lays the input
+//! rows they see out once, as lines, one per input row and channel, zero-padded: at stride 2 a row is
 //! split into its even and its odd pixels, so that every tap of every output pixel is a plain
 //! contiguous load (`x[2·ox + kx − 1]` is the odd line's `ox`, the even line's `ox`, or the odd
 //! line's `ox + 1`). Then blocks of [`OC`] output channels × [`PX`] output pixels accumulate in
@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::conv::{Geometry, Planes};
-use super::math::bias_silu;
+use super::math::finish;
 
 /// Output pixels per block: two AVX2 vectors, one AVX-512 vector.
 const PX: usize = 16;
@@ -220,10 +220,11 @@ impl Direct {
             let row_floats = layout.row_floats(inp);
             LINES.with_borrow_mut(|lines| {
                 lines.resize(((ROWS - 1) * stride + 3) * row_floats, 0.0);
-                for oy in band * rows..((band + 1) * rows).min(g.oh) {
-                    let k = (oy - band * rows) % ROWS;
+                let (first, end) = (band * rows, ((band + 1) * rows).min(g.oh));
+                for oy in first..end {
+                    let k = (oy - first) % ROWS;
                     if k == 0 {
-                        let count = (ROWS.min(((band + 1) * rows).min(g.oh) - oy) - 1) * stride + 3;
+                        let count = (ROWS.min(end - oy) - 1) * stride + 3;
                         layout.fill(lines, source, inp, g, (oy * stride) as isize - 1, count);
                     }
                     let lines = &lines[k * stride * row_floats..];
@@ -242,16 +243,9 @@ impl Direct {
                         let at = o * g.oh * g.ow + oy * g.ow;
                         // SAFETY: row oy of plane o, written just above by this task only.
                         let values = unsafe { std::slice::from_raw_parts_mut(dst.add(at), g.ow) };
-                        if silu {
-                            bias_silu(values, b);
-                        } else {
-                            values.iter_mut().for_each(|v| *v += b);
-                        }
-                        if let Some(shortcut) = shortcut {
-                            // SAFETY: the same row of the shortcut's plane o, which no task writes.
-                            let add = unsafe { std::slice::from_raw_parts(shortcut.add(at), g.ow) };
-                            values.iter_mut().zip(add).for_each(|(v, r)| *v += r);
-                        }
+                        // SAFETY: the same row of the shortcut's plane o, which no task writes.
+                        let add = shortcut.map(|shortcut| unsafe { std::slice::from_raw_parts(shortcut.add(at), g.ow) });
+                        finish(values, b, silu, add);
                     }
                 }
             });

@@ -87,6 +87,21 @@ pub fn bias_silu(values: &mut [f32], bias: f32) {
     map(values, &BiasSilu(bias))
 }
 
+/// A convolution's epilogue over output values: `v ← act(v + bias) + shortcut`, with `act` SiLU
+/// when `silu` (else none) and the shortcut (as many values) added after the activation, as a
+/// bottleneck's is.
+pub fn finish(values: &mut [f32], bias: f32, silu: bool, shortcut: Option<&[f32]>) {
+    if silu {
+        bias_silu(values, bias);
+    } else {
+        values.iter_mut().for_each(|v| *v += bias);
+    }
+    if let Some(add) = shortcut {
+        assert_eq!(add.len(), values.len(), "a shortcut value for every output");
+        values.iter_mut().zip(add).for_each(|(v, r)| *v += r);
+    }
+}
+
 /// The logistic sigmoid of a tensor, computed on the host.
 pub fn sigmoid<const D: usize>(t: Tensor<D>) -> Tensor<D> {
     let (device, dims) = (t.device(), t.dims());

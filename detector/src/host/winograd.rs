@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::conv::{Geometry, Planes};
-use super::math::bias_silu;
+use super::math::finish;
 
 /// Floats of transformed input and products one band may hold.
 const BAND_BUDGET: usize = 384 * 1024;
@@ -173,12 +173,9 @@ impl Winograd {
                 let lower = (top + y + 1 < g.h).then(|| &mut lower[..g.w]);
                 transform_output(m, o * n + r * tw, self.out * n, &mut upper[..g.w], lower);
             }
-            if silu { bias_silu(dst, bias) } else { dst.iter_mut().for_each(|v| *v += bias) }
-            if let Some(residual) = residual {
-                // SAFETY: the same rows of the shortcut's plane o, which no task writes.
-                let add = unsafe { std::slice::from_raw_parts(residual.add(o * plane + top * g.w), span) };
-                dst.iter_mut().zip(add).for_each(|(v, r)| *v += r);
-            }
+            // SAFETY: the same rows of the shortcut's plane o, which no task writes.
+            let add = residual.map(|residual| unsafe { std::slice::from_raw_parts(residual.add(o * plane + top * g.w), span) });
+            finish(dst, bias, silu, add);
         }
     }
 
