@@ -359,19 +359,30 @@ impl YoloV8 {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<3> {
         let batch = x.dims()[0];
         if batch > 1 && self.host() {
-            // On the CPU one image at a time: an image's activations stay in the caches where a
-            // batch's would not, and each convolution already spreads one image over every thread.
-            // Each image's output is copied into the batch's as soon as it is done and then freed,
-            // instead of all of them alive until a concatenation copies them once more.
+            // On the CPU an image per thread at a time: an image's activations stay in its core's
+            // caches where a batch's would not, and no thread waits for the others at the end of
+            // every layer (each convolution still spreads its image over any thread that is idle).
+            // Each image's output is copied into the batch's as soon as it is done and then freed.
+            use rayon::prelude::*;
             let device = x.device();
             let (mut values, mut dims) = (Vec::new(), [batch, 0, 0]);
-            for image in x.chunk(batch, 0) {
-                let y = self.forward_batch(image);
-                [_, dims[1], dims[2]] = y.dims();
-                let y = y.into_data().try_into_vec::<f32>().expect("outputs are f32");
-                // Once, for the whole batch: `reserve_exact` counts beyond the current length.
-                values.reserve_exact(batch * y.len() - values.len());
-                values.extend_from_slice(&y);
+            let images = x.chunk(batch, 0);
+            // As many images at once as there are threads, so that no more outputs than that wait.
+            for group in images.chunks(rayon::current_num_threads()) {
+                let outputs: Vec<(Vec<f32>, [usize; 3])> = group
+                    .par_iter()
+                    .map(|image| {
+                        let y = self.forward_batch(image.clone());
+                        let dims = y.dims();
+                        (y.into_data().try_into_vec::<f32>().expect("outputs are f32"), dims)
+                    })
+                    .collect();
+                for (y, [_, rows, anchors]) in outputs {
+                    dims = [batch, rows, anchors];
+                    // Once, for the whole batch: `reserve_exact` counts beyond the current length.
+                    values.reserve_exact(batch * y.len() - values.len());
+                    values.extend_from_slice(&y);
+                }
             }
             return Tensor::from_data(TensorData::new(values, dims), &device);
         }
