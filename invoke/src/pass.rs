@@ -1,7 +1,7 @@
 //! How many images the next forward pass takes, chosen from the throughput the model thread has
 //! measured (pure). A pass of more images pays where the device does more per image at once (a GPU);
-//! on a CPU running a batch image by image it only makes the first image wait for the last, so the
-//! pass size that pays is found by measuring, not fixed.
+//! on a CPU it may pay a little (images run one per thread) or not at all, and then only makes the
+//! first image wait for the last, so the pass size that pays is found by measuring, not fixed.
 //!
 //! Candidates are 1, 2, 4, … up to the cap (and the cap). Each pass's seconds per image go into an
 //! exponentially weighted average for its size. Until every candidate has a measurement, the next
