@@ -18,9 +18,10 @@ tests() {
   # twice, once per feature set, and the second copy filled CI's disk.
   # What a run on a machine with little disk needs to know when the build stops (a clean build's
   # target folder peaks near 3.3 GiB).
-  echo "disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free before the build"
+  disk_free() { df -h --output=avail . | tail -1 | tr -d ' '; }
+  echo "disk: $(disk_free) free before the build"
   cargo build --locked --workspace --bins --tests
-  echo "disk: target folder $(du -sh target 2>/dev/null | cut -f1), $(df -h --output=avail . | tail -1 | tr -d ' ') free after the build"
+  echo "disk: target folder $(du -sh target 2>/dev/null | cut -f1), $(disk_free) free after the build"
   if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --locked --workspace --no-fail-fast "$@"
   else

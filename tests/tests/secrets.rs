@@ -85,16 +85,15 @@ async fn no_password_appears_in_any_output_of_a_run() {
     assert!(metrics.starts_with("HTTP/1.1 200") && metrics.contains("cloudbench_worker_jobs_total"), "{metrics}");
     outputs.push(metrics);
     let _ = Command::new("kill").args(["-TERM", &worker.0.id().to_string()]).status();
-    let exited = tokio::time::timeout(WAIT, async {
-        while worker.0.try_wait().unwrap().is_none() {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+    let exited = poll_until(WAIT, || {
+        let exited = worker.0.try_wait().unwrap();
+        async move { exited }
     })
     .await;
     let log = std::fs::read_to_string(path("worker.log")).unwrap();
     // The log's end says where a worker that ignored its SIGTERM was stuck.
     let tail: Vec<&str> = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
-    assert!(exited.is_ok(), "the worker did not exit within {WAIT:?} of its SIGTERM; its log ends:\n{}", tail.join("\n"));
+    assert!(exited.is_some(), "the worker did not exit within {WAIT:?} of its SIGTERM; its log ends:\n{}", tail.join("\n"));
     outputs.push(log);
     for args in [vec!["status", run_id.as_str(), "--json"], vec!["status", run_id.as_str()]] {
         let mut cmd = Command::new(bin("coordinator"));
